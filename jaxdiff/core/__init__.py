@@ -1,0 +1,1 @@
+"""Pure-functional diffusion math: no Flax, no I/O, no global state."""
