@@ -10,8 +10,20 @@ setup(
     packages=find_packages(include=["jaxdiff", "jaxdiff.*"]),
     python_requires=">=3.10",
     install_requires=[
+        "absl-py>=2.1,<3",
+        "array-record>=0.8.6,<0.9",
+        "clu>=0.0.12,<0.1",
+        "flax>=0.12.8,<0.13",
+        "grain>=0.2.18,<0.3",
         "jax>=0.10.2,<0.11",
+        "ml_collections>=1.1,<2",
         "numpy>=2.0,<3",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "pillow>=11,<14",
+        "scikit-image>=0.26,<0.27",
+        "scikit-learn>=1.9,<2",
+        "tensorflow-datasets>=4.9.10,<5",
     ],
     extras_require={
         "test": [
