@@ -1,0 +1,94 @@
+"""Forward processes q(x_t | x0) and the posteriors q(x_s | x_t, x0), s < t, that reverse steps use.
+
+Gaussian variance-preserving process (Ho et al. 2020; Kingma et al. 2021, "VDM"):
+    x_t = alpha_t x0 + sigma_t eps,  alpha_t^2 = sigmoid(logSNR_t), sigma_t^2 = sigmoid(-logSNR_t).
+
+Analytic attenuation (Huang et al. 2023, "Decoupled diffusion models", arXiv 2306.13720):
+    x_t = x0 + c t + sqrt(t) eps with the attenuation c = -x0, so x_1 = eps exactly.
+
+The deterministic cold-diffusion degradations live in degradations.py.
+"""
+
+import jax.numpy as jnp
+
+from jaxdiff.core.arrays import expand_to
+from jaxdiff.core.schedules import alpha_sigma_from_logsnr
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian variance-preserving process.
+
+
+def gaussian_corrupt(x0, noise, logsnr):
+    """x_t = alpha x0 + sigma eps with alpha, sigma from logSNR (per sample or scalar)."""
+    alpha, sigma = alpha_sigma_from_logsnr(logsnr)
+    return expand_to(alpha, x0) * x0 + expand_to(sigma, x0) * noise
+
+
+def gaussian_posterior(x_t, x0, logsnr_t, logsnr_s):
+    """Mean and variance of q(x_s | x_t, x0) for logSNR_s > logSNR_t (VDM, Kingma et al. 2021).
+
+    With r = sigma_{t|s}^2 / sigma_t^2 = 1 - SNR_t / SNR_s = -expm1(logSNR_t - logSNR_s):
+        mean     = (alpha_s / alpha_t) (1 - r) x_t + alpha_s r x0
+        variance = r sigma_s^2                      (the DDPM "beta tilde")
+    Written in logSNR differences so it stays accurate when the two times are close, and exact
+    when s is the data (logSNR_s = +inf gives mean x0, variance 0). Returns (mean, variance);
+    the variance has the shape of the logSNRs (per sample), not of the images.
+    """
+    alpha_t, _ = alpha_sigma_from_logsnr(logsnr_t)
+    alpha_s, sigma_s = alpha_sigma_from_logsnr(logsnr_s)
+    r = -jnp.expm1(logsnr_t - logsnr_s)
+    mean = (expand_to(alpha_s / alpha_t * (1.0 - r), x_t) * x_t
+            + expand_to(alpha_s * r, x0) * x0)
+    return mean, r * sigma_s**2
+
+
+def gaussian_transition_variance(logsnr_t, logsnr_s):
+    """sigma_{t|s}^2 = 1 - alpha_t^2 / alpha_s^2 of q(x_t | x_s): the DDPM "beta" of the step.
+
+    Equals r sigma_t^2 with r as in gaussian_posterior; on a respaced discrete chain it is the
+    respaced beta (Nichol & Dhariwal 2021). Used as the "fixedlarge" reverse variance.
+    """
+    _, sigma_t = alpha_sigma_from_logsnr(logsnr_t)
+    return -jnp.expm1(logsnr_t - logsnr_s) * sigma_t**2
+
+
+def learned_range_log_variance(model_output, log_beta, log_beta_tilde):
+    """Improved DDPM's learned variance (Nichol & Dhariwal 2021, eq. 15).
+
+    Sigma = exp(f log beta + (1 - f) log beta_tilde) with f = (v + 1) / 2, where the network
+    output v is nominally in [-1, 1]. log_beta_tilde must be finite: at the first step of a chain
+    (beta_tilde = 0) callers pass the clipped value, the posterior variance of the next step.
+    """
+    fraction = (model_output + 1.0) / 2.0
+    return (fraction * expand_to(log_beta, model_output)
+            + (1.0 - fraction) * expand_to(log_beta_tilde, model_output))
+
+
+# ----------------------------------------------------------------------------------------------
+# Analytic attenuation process (arXiv 2306.13720).
+
+
+def attenuation_corrupt(x0, noise, t):
+    """x_t = x0 + c t + sqrt(t) eps with c = -x0, i.e. (1 - t) x0 + sqrt(t) eps.
+
+    Example: x0 = 0.5, eps = 1, t = 0.25 gives x_t = 0.875.
+    """
+    t = expand_to(t, x0)
+    return (1.0 - t) * x0 + jnp.sqrt(t) * noise
+
+
+def attenuation_posterior(x_t, c, eps, t, step):
+    """Mean and variance of the Brownian-bridge posterior q(x_{t-d} | x_t, x0), d = step.
+
+    Given x_t = x0 + c t + sqrt(t) eps, the noise part is a Brownian motion W_t = sqrt(t) eps;
+    conditioned on W_t, W_{t-d} is Gaussian with mean (t - d) / t W_t and variance d (t - d) / t.
+    Hence
+        mean     = x_t - c d - (d / sqrt(t)) eps
+        variance = d (t - d) / t
+    Example: x_t = 0.875, c = -0.5, eps = 1, t = 0.25, d = 0.05 gives mean 0.8, std 0.2.
+    Returns (mean, variance); the variance has the shape of t (per sample).
+    """
+    t_img = expand_to(t, x_t)
+    d_img = expand_to(step, x_t)
+    mean = x_t - c * d_img - d_img / jnp.sqrt(t_img) * eps
+    return mean, step * (t - step) / t
