@@ -6,9 +6,14 @@ Gaussian variance-preserving process (Ho et al. 2020; Kingma et al. 2021, "VDM")
 Analytic attenuation (Huang et al. 2023, "Decoupled diffusion models", arXiv 2306.13720):
     x_t = x0 + c t + sqrt(t) eps with the attenuation c = -x0, so x_1 = eps exactly.
 
+Matryoshka diffusion (Gu et al. 2023, arXiv 2310.15111) runs the Gaussian process jointly on an
+image pyramid [D^1(x), D^2(x), ...] (highest resolution first), with independent noise and its
+own logSNR per level:  x_t^r = alpha_t^r D^r(x) + sigma_t^r eps^r.
+
 The deterministic cold-diffusion degradations live in degradations.py.
 """
 
+import jax
 import jax.numpy as jnp
 
 from jaxdiff.core.arrays import expand_to
@@ -35,11 +40,21 @@ def gaussian_posterior(x_t, x0, logsnr_t, logsnr_s):
     the variance has the shape of the logSNRs (per sample), not of the images.
     """
     alpha_t, _ = alpha_sigma_from_logsnr(logsnr_t)
-    alpha_s, sigma_s = alpha_sigma_from_logsnr(logsnr_s)
+    alpha_s, _ = alpha_sigma_from_logsnr(logsnr_s)
     r = -jnp.expm1(logsnr_t - logsnr_s)
     mean = (expand_to(alpha_s / alpha_t * (1.0 - r), x_t) * x_t
             + expand_to(alpha_s * r, x0) * x0)
-    return mean, r * sigma_s**2
+    return mean, gaussian_posterior_variance(logsnr_t, logsnr_s)
+
+
+def gaussian_posterior_variance(logsnr_t, logsnr_s):
+    """Variance r sigma_s^2 of q(x_s | x_t, x0), r = -expm1(logSNR_t - logSNR_s) (see above).
+
+    On a discrete chain this is DDPM's beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
+    beta_t (Ho et al. 2020, eq. 7); it is 0 on the step into the data (logSNR_s = +inf).
+    """
+    _, sigma_s = alpha_sigma_from_logsnr(logsnr_s)
+    return -jnp.expm1(logsnr_t - logsnr_s) * sigma_s**2
 
 
 def gaussian_transition_variance(logsnr_t, logsnr_s):
@@ -92,3 +107,64 @@ def attenuation_posterior(x_t, c, eps, t, step):
     d_img = expand_to(step, x_t)
     mean = x_t - c * d_img - d_img / jnp.sqrt(t_img) * eps
     return mean, step * (t - step) / t
+
+
+# ----------------------------------------------------------------------------------------------
+# Matryoshka diffusion: the image pyramid and its joint corruption (Gu et al. 2023).
+
+
+def average_pool(x, factor: int):
+    """Mean over non-overlapping factor x factor blocks of an NHWC batch: D(x) of size H/f x W/f.
+
+    The same linear downsampling D serves the MDM pyramid (Gu et al. 2023, sec. 3.1) and simple
+    diffusion's multi-scale loss (Hoogeboom et al. 2023, sec. 3.3).
+    """
+    batch, height, width, channels = x.shape
+    if factor < 1 or height % factor or width % factor:
+        raise ValueError(
+            f"Cannot average-pool a {height}x{width} image by {factor}; the factor must be a "
+            "positive integer dividing both sides.")
+    blocks = jnp.reshape(x, (batch, height // factor, factor, width // factor, factor, channels))
+    return jnp.mean(blocks, axis=(2, 4))
+
+
+def image_pyramid(x, factors):
+    """The pyramid [D^{f_1}(x), D^{f_2}(x), ...] of average-pooled copies, highest resolution first.
+
+    `factors` are strictly increasing downsampling factors relative to x (e.g. (1, 4) for a
+    256 px image with a 64 px inner level, as MDM's 64 -> 256 model); factor 1 is x itself.
+    """
+    factors = tuple(factors)
+    if not factors or any(b <= a for a, b in zip(factors, factors[1:])):
+        raise ValueError(
+            f"Pyramid factors {factors} must be a non-empty, strictly increasing sequence.")
+    return [average_pool(x, factor) for factor in factors]
+
+
+def pyramid_noise(rng, pyramid):
+    """Independent standard normal noise for every level of a pyramid (one key per level)."""
+    keys = jax.random.split(rng, len(pyramid))
+    return [jax.random.normal(key, level.shape, level.dtype) for key, level in zip(keys, pyramid)]
+
+
+def pyramid_logsnrs(logsnr_fns, t):
+    """One logSNR per level: [logsnr_fn_r(t) for each level], all levels sharing the time t.
+
+    MDM gives each resolution r its own schedule, typically the base schedule shifted by
+    schedules.resolution_shift so lower resolutions are noised less at the same t.
+    """
+    return [logsnr_fn(t) for logsnr_fn in logsnr_fns]
+
+
+def corrupt_pyramid(pyramid, noises, logsnrs):
+    """x_t^r = alpha^r D^r(x) + sigma^r eps^r for every level (gaussian_corrupt per leaf).
+
+    `pyramid`, `noises` and `logsnrs` are lists of the same length, highest resolution first;
+    each logSNR is a scalar or per-sample (B,) array for its level.
+    """
+    if not len(pyramid) == len(noises) == len(logsnrs):
+        raise ValueError(
+            f"Got {len(pyramid)} pyramid levels, {len(noises)} noises and {len(logsnrs)} "
+            "logSNRs; they must match one to one.")
+    return [gaussian_corrupt(level, noise, logsnr)
+            for level, noise, logsnr in zip(pyramid, noises, logsnrs)]
