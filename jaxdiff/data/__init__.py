@@ -1,0 +1,25 @@
+"""Input pipeline: built-in offline datasets, image folders and tfds datasets through grain.
+
+Public API:
+  default_data_config()                       the data ConfigDict with documented defaults
+  validate_data_config(config, *, global_batch_size, process_count=1)
+                                              fail-early checks -> (records, DatasetSpec, options)
+  create_iterator(config, *, global_batch_size, seed, process_index=0, process_count=1)
+                                              grain iterator of {"image": uint8, "label": int32}
+  to_model_input(images, dtype=jnp.float32)   uint8 -> [-1, 1] on device
+  prepare_image_folder(root, data_dir=None)   convert a folder to ArrayRecord (process 0 first)
+"""
+
+from jaxdiff.data.config import default_data_config, validate_data_config
+from jaxdiff.data.folder import prepare_image_folder
+from jaxdiff.data.pipeline import create_iterator, to_model_input
+from jaxdiff.data.specs import DatasetSpec
+
+__all__ = [
+    "DatasetSpec",
+    "create_iterator",
+    "default_data_config",
+    "prepare_image_folder",
+    "to_model_input",
+    "validate_data_config",
+]

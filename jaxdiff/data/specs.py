@@ -1,0 +1,32 @@
+"""What the pipeline needs to know about a dataset, and the record format every source yields."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Facts about a dataset, known before any image is decoded.
+
+    Records of every source are dicts {"image": encoded bytes or an (H, W[, C]) array,
+    "label": int, "name": str (a file path or dataset[index], for error reports)}.
+
+    Attributes:
+      name: the data config name, e.g. "builtin:digits".
+      num_examples: records in the split (one epoch, before per-process sharding).
+      class_names: class names; empty for an unlabeled dataset, whose labels are all 0, which is
+        also the "no class" value `num_classes` of classifier-free guidance.
+      min_side: the smallest short side over the images, or None where it is unknown.
+      default_crop, default_flip, default_allow_upscale: what the data config's None means.
+    """
+
+    name: str
+    num_examples: int
+    class_names: tuple
+    min_side: int | None
+    default_crop: str = "center"
+    default_flip: bool = True
+    default_allow_upscale: bool = False
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
