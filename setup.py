@@ -23,6 +23,7 @@ setup(
         "pillow>=11,<14",
         "scikit-image>=0.26,<0.27",
         "scikit-learn>=1.9,<2",
+        "tensorboardX>=2.6.5,<3",
         "tensorflow-datasets>=4.9.10,<5",
     ],
     extras_require={

@@ -1,0 +1,124 @@
+"""Command-line entry point.
+
+    python -m jaxdiff.main --config=configs/mdm.py[:preset] [--workdir=DIR] [--mode=train|sample]
+        [--config.a.b=value ...]
+
+The workdir (local or gs://, default runs/<config file name>[_<preset>]) receives config.json
+(the resolved config), checkpoints/, tensorboard/ and samples/. Multi-process runs call
+jax.distributed.initialize: explicitly with --coordinator_address/--num_processes/--process_id,
+or automatically on a TPU pod slice, under SLURM or Open MPI with more than one task.
+"""
+
+import logging as python_logging
+import os
+
+import jax
+from absl import app, flags, logging
+from etils import epath
+from ml_collections import config_flags
+
+from jaxdiff import data, methods
+from jaxdiff.train import loop
+
+MODES = ("train", "sample")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, optionally with a preset: configs/x.py:preset.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.")
+_MODE = flags.DEFINE_enum("mode", "train", MODES, "Train, or sample from the latest checkpoint.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", None,
+                                    "Samples to write in sample mode; default "
+                                    "config.sample.num_samples.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 for jax.distributed.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def default_workdir(config_argument: str) -> str:
+    """'configs/mdm.py:tiny' -> 'runs/mdm_tiny'; 'configs/mdm.py' -> 'runs/mdm'."""
+    path, _, preset = config_argument.partition(":")
+    name = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join("runs", f"{name}_{preset}" if preset else name)
+
+
+def cluster_detected(env) -> bool:
+    """True in a multi-process launch that jax.distributed.initialize() configures itself."""
+    def count(name):
+        return int(env.get(name, "1") or "1")
+    return (("SLURM_JOB_ID" in env and count("SLURM_NTASKS") > 1)
+            or count("OMPI_COMM_WORLD_SIZE") > 1
+            or "," in env.get("TPU_WORKER_HOSTNAMES", ""))
+
+
+def initialize_distributed(coordinator_address, num_processes, process_id) -> None:
+    explicit = (coordinator_address, num_processes, process_id)
+    if any(value is not None for value in explicit):
+        if any(value is None for value in explicit):
+            raise ValueError("--coordinator_address, --num_processes and --process_id must be "
+                             "given together.")
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    elif cluster_detected(os.environ):
+        jax.distributed.initialize()
+
+
+def validate(config, mode: str) -> None:
+    """Every check that can fail before anything compiles, each with one sentence."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode {mode!r}; choose one of {MODES}.")
+    loop.validate_config(config, jax.device_count(), jax.process_count())
+    methods.check_name(config.method.name)
+    if mode == "train":
+        data.validate_data_config(config.data, global_batch_size=config.batch_size,
+                                  process_count=jax.process_count())
+
+
+def write_config(config, workdir: epath.Path) -> None:
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+
+def run(config, workdir: str, mode: str, num_samples=None):
+    """Records the config and trains or samples (call `validate` first); returns loop.train's
+    result or the path of the samples .npz."""
+    write_config(config, epath.Path(workdir))
+    method = methods.build(config)
+    if mode == "sample":
+        return loop.sample_from_checkpoint(config, workdir, method,
+                                           num_samples or config.sample.num_samples)
+    iterator = data.create_iterator(config.data, global_batch_size=config.batch_size,
+                                    seed=config.seed, process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+    return loop.train(config, workdir, method, iterator)
+
+
+class QuietCheckpointLogs(python_logging.Filter):
+    """Drops orbax's per-checkpoint INFO lines (dozens per save); its warnings stay."""
+
+    def filter(self, record):
+        return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}.")
+    logging.get_absl_handler().addFilter(QuietCheckpointLogs())
+    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    config_argument = flags.FLAGS["config"].serialize().partition("=")[2]
+    workdir = _WORKDIR.value or default_workdir(config_argument)
+    logging.info("jaxdiff %s: %d processes, %d devices, workdir %s.", _MODE.value,
+                 jax.process_count(), jax.device_count(), workdir)
+    try:
+        validate(_CONFIG.value, _MODE.value)
+    except ValueError as error:
+        raise SystemExit(f"jaxdiff: {error}") from None
+    result = run(_CONFIG.value, workdir, _MODE.value, _NUM_SAMPLES.value)
+    if _MODE.value == "train" and result.preempted:
+        logging.warning("Stopped by preemption; run the same command again to resume.")
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(main)

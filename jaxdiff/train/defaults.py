@@ -1,0 +1,25 @@
+"""The train-system part of every config: the fields the loop, optimizer, mesh and checkpoints
+read, with defaults. A configs/<method>.py starts from `train_config()` and adds the `model`,
+`method` and `data` sections."""
+
+import ml_collections
+
+
+def train_config() -> ml_collections.ConfigDict:
+    """Defaults of every field the train system reads (see loop.py, state.py, sharding.py)."""
+    return ml_collections.ConfigDict(dict(
+        seed=0,
+        num_steps=1000,
+        batch_size=64,             # global; divisible by grad_accum_steps x devices
+        grad_accum_steps=1,
+        ema_decay=0.9999,
+        log_every=50,
+        max_nonfinite_streak=10,
+        init_from="",              # a workdir whose latest params start a fresh run
+        mesh=dict(data=-1, fsdp=1),
+        sharding=dict(rules=None),  # None: channels_out -> fsdp, all else replicated
+        optimizer=dict(learning_rate=1e-4, warmup_steps=100, schedule="constant", b1=0.9,
+                       b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0),
+        checkpoint=dict(every=500, keep=3, async_save=True),
+        sample=dict(every=500, num_samples=16, seed=1),
+    ))

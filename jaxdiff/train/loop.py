@@ -1,0 +1,271 @@
+"""The train loop, written once for every method (big_vision / vdm style):
+
+    host batch (uint8, process-local) -> global jax.Array -> jitted step -> every k steps:
+    progress line and metrics (process 0), checkpoint (async), sample grid from the EMA params.
+
+Config fields read here (besides `optimizer`, see state.py, and `mesh` / `sharding`, see
+sharding.py):
+    seed                    root key of the run (init and per-step keys)
+    num_steps               total train steps (batches)
+    batch_size              global batch size
+    grad_accum_steps        microbatches per step (batch_size / grad_accum_steps per microbatch)
+    ema_decay               EMA decay of the parameters used for sampling
+    log_every               steps between progress lines / TensorBoard scalars
+    max_nonfinite_streak    stop after this many consecutive skipped (non-finite) updates
+    init_from               "" or a workdir whose latest checkpoint's params start this run
+    checkpoint.every, checkpoint.keep, checkpoint.async_save
+    sample.every, sample.num_samples, sample.seed   (sample.every = 0: no sampling in training)
+    model, method           must match a checkpoint that is resumed (checkpoint.py)
+"""
+
+import dataclasses
+import datetime
+import time
+from typing import Any, Iterator, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from absl import logging
+from clu import parameter_overview
+from etils import epath
+
+from jaxdiff.methods.base import Method
+from jaxdiff.train import checkpoint as checkpoint_lib
+from jaxdiff.train import metrics as metrics_lib
+from jaxdiff.train import sampling
+from jaxdiff.train import sharding as sharding_lib
+from jaxdiff.train import state as state_lib
+from jaxdiff.train import step as step_lib
+
+
+class NonFiniteError(RuntimeError):
+    """Raised when too many consecutive updates had a non-finite loss or gradient."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: state_lib.TrainState
+    logged: list  # [{"step": int, **scalar metrics}] at every log step (all processes)
+    preempted: bool
+
+
+def validate_config(config, num_devices: int, process_count: int) -> None:
+    """Fails with one sentence on a config that cannot run on this topology."""
+    sharding_lib.resolve_mesh_shape(dict(config.mesh), num_devices)
+    sharding_lib.rules_from_config(config.sharding.rules)
+    state_lib.learning_rate_schedule(config.optimizer, config.num_steps)
+    per_step = config.grad_accum_steps * num_devices
+    if config.batch_size <= 0 or config.batch_size % per_step:
+        raise ValueError(f"batch_size {config.batch_size} must be a positive multiple of "
+                         f"grad_accum_steps x devices = {config.grad_accum_steps} x {num_devices}.")
+    if config.batch_size % process_count:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
+                         f"{process_count} processes.")
+    for name in ("num_steps", "log_every", "checkpoint.every", "checkpoint.keep",
+                 "max_nonfinite_streak"):
+        value = config
+        for part in name.split("."):
+            value = value[part]
+        if value <= 0:
+            raise ValueError(f"config.{name} must be positive, got {value}.")
+
+
+@dataclasses.dataclass
+class Setup:
+    """What training and sampling share: mesh, optimizer, shardings, the abstract state."""
+
+    mesh: Any
+    tx: Any
+    schedule: Any
+    state_shardings: Any
+    abstract_state: Any   # ShapeDtypeStructs with target shardings (restore target)
+    meta: dict            # checkpoint metadata of this run
+
+
+def setup(config, method: Method, devices: Optional[Sequence[Any]] = None) -> Setup:
+    """Mesh (over `devices`, default all), optimizer and the sharded abstract train state,
+    computed without allocating."""
+    mesh = sharding_lib.create_mesh(dict(config.mesh), devices)
+    rules = sharding_lib.rules_from_config(config.sharding.rules)
+    init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
+    abstract_variables = jax.eval_shape(method.init_fn, init_key)
+    params_sharding = sharding_lib.param_shardings(abstract_variables["params"], mesh, rules)
+    abstract_params = nn.meta.unbox(abstract_variables["params"])
+    schedule = state_lib.learning_rate_schedule(config.optimizer, config.num_steps)
+    tx = state_lib.create_optimizer(config.optimizer, config.num_steps)
+    replicated = sharding_lib.replicated(mesh)
+    state_shardings = state_lib.TrainState(
+        step=replicated, params=params_sharding, ema_params=params_sharding,
+        opt_state=sharding_lib.opt_state_shardings(tx, abstract_params, params_sharding, mesh),
+        rng=replicated, nonfinite_streak=replicated, nonfinite_total=replicated)
+    abstract_state = jax.eval_shape(
+        lambda p: state_lib.create_train_state(p, tx, init_key), abstract_params)
+    return Setup(mesh=mesh, tx=tx, schedule=schedule, state_shardings=state_shardings,
+                 abstract_state=checkpoint_lib.with_shardings(abstract_state, state_shardings),
+                 meta=checkpoint_lib.run_metadata(config.to_json_best_effort(),
+                                                   abstract_params))
+
+
+def initial_state(config, method: Method, run: Setup) -> state_lib.TrainState:
+    """A fresh state, initialised directly with its shardings (the root key split into an init
+    key, fold_in(root, 0), and the train key, fold_in(root, 1))."""
+    root = jax.random.PRNGKey(config.seed)
+
+    def create():
+        params = nn.meta.unbox(method.init_fn(jax.random.fold_in(root, 0))["params"])
+        return state_lib.create_train_state(params, run.tx, jax.random.fold_in(root, 1))
+
+    return jax.jit(create, out_shardings=run.state_shardings)()
+
+
+def to_global_batch(local_batch: dict, sharding) -> dict:
+    """Process-local numpy rows -> one global jax.Array per leaf, split as `sharding`."""
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def format_progress(step: int, num_steps: int, loss: float, steps_per_s: float,
+                    batch_size: int) -> str:
+    eta = datetime.timedelta(seconds=round((num_steps - step) / max(steps_per_s, 1e-9)))
+    return (f"step {step}/{num_steps}  loss {loss:.5f}  {steps_per_s:.2f} steps/s  "
+            f"{steps_per_s * batch_size:.1f} images/s  ETA {eta}")
+
+
+def train(config, workdir: str, method: Method, iterator: Iterator[dict],
+          devices: Optional[Sequence[Any]] = None) -> TrainResult:
+    """Trains `method` on batches from `iterator` (process-local {"image": uint8, "label"}; a
+    grain iterator whose state is checkpointed) on `devices` (default all), resuming from
+    `<workdir>/checkpoints`."""
+    process_index = jax.process_index()
+    validate_config(config, len(devices or jax.devices()), jax.process_count())
+    workdir = epath.Path(workdir)
+    run = setup(config, method, devices)
+    checkpointer = checkpoint_lib.Checkpointer(str(workdir / "checkpoints"),
+                                               keep=config.checkpoint.keep,
+                                               async_save=config.checkpoint.async_save)
+    writer = metrics_lib.create_writer(str(workdir / "tensorboard"), process_index)
+
+    state = restore_or_initialize(config, method, run, checkpointer, iterator)
+    start = int(state.step)
+    if start == 0 and process_index == 0:
+        overview = parameter_overview.get_parameter_overview(state.params)
+        logging.info("Parameters:\n%s", overview)
+        writer.write_text(0, "parameters", overview)
+
+    train_step = step_lib.jit_train_step(
+        step_lib.make_train_step(method, run.tx, run.schedule,
+                                 accum_steps=config.grad_accum_steps,
+                                 ema_decay=config.ema_decay, mesh=run.mesh),
+        run.state_shardings, run.mesh)
+    sampler = (sampling.make_sampler(method, run.mesh, config.sample.num_samples)
+               if config.sample.every else None)
+    sample_key = jax.random.PRNGKey(config.sample.seed)
+    batch_sharding = sharding_lib.batch_sharding(run.mesh)
+    watch = checkpoint_lib.PreemptionWatch(checkpointer.manager)
+
+    logged, preempted, previous_metrics = [], False, None
+    interval_start, interval_steps = time.perf_counter(), 0
+    try:
+        for step in range(start + 1, config.num_steps + 1):
+            state, metrics = train_step(state, to_global_batch(next(iterator), batch_sharding))
+            interval_steps += 1
+            # The previous step's streak: reading it does not wait for the step just queued.
+            if previous_metrics is not None:
+                check_nonfinite(int(previous_metrics["nonfinite_streak"]), step - 1, config)
+            previous_metrics = metrics
+
+            if step % config.log_every == 0 or step == config.num_steps:
+                scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                check_nonfinite(int(scalars["nonfinite_streak"]), step, config)
+                elapsed = time.perf_counter() - interval_start
+                steps_per_s = interval_steps / elapsed
+                scalars.update(steps_per_s=steps_per_s,
+                               images_per_s=steps_per_s * config.batch_size)
+                writer.write_scalars(step, scalars)
+                if process_index == 0:
+                    logging.info(format_progress(step, config.num_steps, scalars["loss"],
+                                                 steps_per_s, config.batch_size))
+                logged.append({"step": step, **scalars})
+                interval_start, interval_steps = time.perf_counter(), 0
+
+            preempted = watch.reached(step)
+            if preempted or step % config.checkpoint.every == 0 or step == config.num_steps:
+                checkpointer.save(step, state, iterator, run.meta)
+            if preempted:
+                logging.warning("Preemption at step %d: checkpoint saved, stopping.", step)
+                break
+            if sampler is not None and step % config.sample.every == 0:
+                sampling_start = time.perf_counter()
+                samples = sampling.highest_resolution(sampler(state.ema_params, sample_key))
+                if process_index == 0:
+                    grid = sampling.write_grid(workdir / "samples" / f"step_{step:08d}.png",
+                                               samples)
+                    writer.write_images(step, {"samples": grid})
+                interval_start += time.perf_counter() - sampling_start  # not a train cost
+    finally:
+        checkpointer.wait()
+        checkpointer.close()
+        watch.close()
+        writer.close()
+    return TrainResult(state=state, logged=logged, preempted=preempted)
+
+
+def check_nonfinite(streak: int, step: int, config) -> None:
+    if streak >= config.max_nonfinite_streak:
+        raise NonFiniteError(
+            f"Stopping at step {step}: the last {streak} updates had a non-finite loss or "
+            f"gradient (max_nonfinite_streak = {config.max_nonfinite_streak}); lower the "
+            "learning rate or resume from an earlier checkpoint.")
+
+
+def restore_or_initialize(config, method: Method, run: Setup,
+                          checkpointer: checkpoint_lib.Checkpointer,
+                          iterator: Optional[Any]) -> state_lib.TrainState:
+    """Resume from the workdir's latest checkpoint (state and data position) if there is one,
+    else start fresh, with the parameters of `config.init_from`'s latest checkpoint if set."""
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        checkpointer.check_compatible(latest, run.meta)
+        logging.info("Resuming from step %d in %s.", latest, checkpointer.directory)
+        return checkpointer.restore(latest, run.abstract_state, iterator)
+    state = initial_state(config, method, run)
+    if config.init_from:
+        source = checkpoint_lib.Checkpointer(
+            str(epath.Path(config.init_from) / "checkpoints"), keep=1, read_only=True)
+        source_step = source.latest_step()
+        if source_step is None:
+            raise ValueError(f"init_from {config.init_from!r} has no checkpoint.")
+        errors = checkpoint_lib.compatibility_errors(
+            source.read_meta(source_step), run.meta, entries=())
+        if errors:
+            raise ValueError(f"init_from {config.init_from!r} has other parameters: "
+                             f"{'; '.join(errors)}.")
+        params, ema_params = source.restore_params(source_step, run.abstract_state.params)
+        source.close()
+        logging.info("Parameters initialised from %s step %d.", config.init_from, source_step)
+        state = state.replace(params=params, ema_params=ema_params)
+    return state
+
+
+def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: int,
+                           devices: Optional[Sequence[Any]] = None) -> epath.Path:
+    """`--mode=sample`: samples from the EMA parameters of the workdir's latest checkpoint
+    (seed config.sample.seed), written by process 0 to <workdir>/samples; returns the .npz
+    path."""
+    workdir = epath.Path(workdir)
+    run = setup(config, method, devices)
+    checkpointer = checkpoint_lib.Checkpointer(str(workdir / "checkpoints"), keep=1,
+                                               read_only=True)
+    step = checkpointer.latest_step()
+    if step is None:
+        raise ValueError(f"There is no checkpoint to sample from in {workdir / 'checkpoints'}.")
+    checkpointer.check_compatible(step, run.meta)
+    state = checkpointer.restore(step, run.abstract_state)
+    checkpointer.close()
+    sampler = sampling.make_sampler(method, run.mesh, num_samples)
+    samples = sampling.highest_resolution(
+        sampler(state.ema_params, jax.random.PRNGKey(config.sample.seed)))
+    if jax.process_index() == 0:
+        sampling.save_samples(workdir / "samples", step, samples)
+    return sampling.sample_file(workdir / "samples", step, ".npz")

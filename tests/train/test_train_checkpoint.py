@@ -1,0 +1,156 @@
+"""Checkpoints: exact resume after SIGKILL, clean stop on SIGTERM, restore onto another mesh,
+refusal of a mismatching checkpoint, init_from, and skipping of non-finite updates.
+
+Runs use 2 of the 8 host devices (subprocesses: 2 devices) to keep compilation short."""
+
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import train_toy as toy
+from jaxdiff import methods
+from jaxdiff.train import checkpoint, loop
+
+DEVICES = jax.devices()[:2]
+
+
+def train(tmp_path, name, config, **iterator_kwargs):
+    return loop.train(config, str(tmp_path / name), methods.build(config),
+                      toy.toy_iterator(config.batch_size, **iterator_kwargs), devices=DEVICES)
+
+
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory):
+    """A finished 2-step run: (workdir, result)."""
+    tmp_path = tmp_path_factory.mktemp("two_step")
+    return str(tmp_path / "run"), train(tmp_path, "run", toy.toy_config(num_steps=2))
+
+
+def wait_for_checkpoint(workdir, step, process, timeout=90.0):
+    """Polls until checkpoint `step` is committed (orbax renames the tmp dir when done)."""
+    path = os.path.join(workdir, "checkpoints", str(step))
+    deadline = time.monotonic() + timeout
+    while not os.path.isdir(path):
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, f"no checkpoint {step} after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_resume_after_sigkill_is_bitwise_exact(tmp_path):
+    workdir, out = str(tmp_path / "run"), str(tmp_path / "result")
+    spec = {"workdir": workdir, "out": out, "runs": [8], "delay": 0.3,
+            "overrides": {"checkpoint.every": 2}}
+    killed = toy.start_worker(spec, num_devices=2)
+    wait_for_checkpoint(workdir, 4, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert killed.returncode == -signal.SIGKILL
+    latest = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=3).latest_step()
+    assert 4 <= latest < 8
+
+    toy.finish(toy.start_worker(dict(spec, delay=0.0), num_devices=2))
+    record, resumed = toy.load_worker_output(out)
+    assert min(record["runs"][0]["losses"], key=int) == str(latest + 1)
+
+    reference = train(tmp_path, "reference", toy.toy_config(num_steps=8))
+    expected = toy.flat_params(reference.state.params)
+    assert expected.keys() == resumed.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+    for step, loss in record["runs"][0]["losses"].items():
+        assert loss == reference.logged[int(step) - 1]["loss"]
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    workdir, out = str(tmp_path / "run"), str(tmp_path / "result")
+    spec = {"workdir": workdir, "out": out, "runs": [50], "delay": 0.2,
+            "overrides": {"checkpoint.every": 2}}
+    process = toy.start_worker(spec, num_devices=2)
+    wait_for_checkpoint(workdir, 2, process)
+    process.send_signal(signal.SIGTERM)
+    toy.finish(process, timeout=60)
+    record, _ = toy.load_worker_output(out)
+    assert record["runs"][0]["preempted"]
+    stopped_at = max(map(int, record["runs"][0]["losses"]))
+    assert 2 <= stopped_at < 50
+    latest = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=3).latest_step()
+    assert latest == stopped_at
+
+
+def test_restore_onto_another_mesh_continues_with_the_same_loss(tmp_path):
+    # A constant learning rate, so that the 4-step run and the 6-step runs follow one schedule.
+    constant = {"optimizer.schedule": "constant"}
+    data_parallel = {"mesh.data": 2, "mesh.fsdp": 1}
+    train(tmp_path, "run", toy.toy_config(num_steps=4, **constant, **data_parallel))
+    resumed = train(tmp_path, "run", toy.toy_config(num_steps=6, **constant,
+                                                    **{"mesh.data": 1, "mesh.fsdp": 2}))
+    assert [d["step"] for d in resumed.logged] == [5, 6]
+    assert resumed.state.params["Conv_0"]["conv"]["kernel"].sharding.spec[-1] == "fsdp"
+    reference = train(tmp_path, "reference",
+                      toy.toy_config(num_steps=6, **constant, **data_parallel))
+    np.testing.assert_allclose([d["loss"] for d in resumed.logged],
+                               [d["loss"] for d in reference.logged[4:]], rtol=1e-5)
+
+
+def test_mismatching_checkpoint_is_refused_with_the_differences(two_step_run):
+    workdir, _ = two_step_run
+    wider = toy.toy_config(num_steps=4, **{"model.features": 16})
+    with pytest.raises(ValueError) as error:
+        loop.train(wider, workdir, methods.build(wider), toy.toy_iterator(8), devices=DEVICES)
+    message = str(error.value)
+    assert "does not match this run" in message
+    assert "config.model.features: checkpoint 8, run 16" in message
+    assert "params.Conv_0/conv/kernel: checkpoint [3, 3, 3, 8, 'float32'], run [3, 3, 3, 16, " \
+           "'float32']" in message
+
+
+def test_init_from_copies_parameters_into_a_fresh_run(tmp_path, two_step_run):
+    source_dir, source = two_step_run
+    child_config = toy.toy_config(num_steps=2, init_from=source_dir)
+    method = methods.build(child_config)
+    run = loop.setup(child_config, method, DEVICES)
+    child = checkpoint.Checkpointer(str(tmp_path / "child" / "checkpoints"), keep=1)
+    state = loop.restore_or_initialize(child_config, method, run, child, iterator=None)
+    assert int(state.step) == 0
+    for name, value in toy.flat_params(source.state.params).items():
+        np.testing.assert_array_equal(toy.flat_params(state.params)[name], value)
+        np.testing.assert_array_equal(toy.flat_params(state.ema_params)[name],
+                                      toy.flat_params(source.state.ema_params)[name])
+    missing = toy.toy_config(init_from=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="has no checkpoint"):
+        loop.restore_or_initialize(missing, method, run, child, iterator=None)
+
+
+def test_nonfinite_updates_are_skipped_and_counted(tmp_path, two_step_run):
+    # Same run as two_step_run but 3 steps, the third batch poisoned: the third update is
+    # skipped, so the parameters end where the 2-step run's did (both runs' first two steps are
+    # the 2-step warm-up, whatever num_steps is).
+    poisoned = train(tmp_path, "poisoned", toy.toy_config(num_steps=3), poison_batches=(2,))
+    assert [d["update_skipped"] for d in poisoned.logged] == [0, 0, 1]
+    assert np.isnan(poisoned.logged[2]["loss"])
+    assert int(poisoned.state.nonfinite_total) == 1 and int(poisoned.state.step) == 3
+    _, clean = two_step_run
+    for name, value in toy.flat_params(clean.state.params).items():
+        np.testing.assert_array_equal(toy.flat_params(poisoned.state.params)[name], value)
+
+    streak = toy.toy_config(num_steps=6, max_nonfinite_streak=2)
+    with pytest.raises(loop.NonFiniteError, match="the last 2 updates had a non-finite loss"):
+        train(tmp_path, "streak", streak, poison_batches=(1, 2))
+
+
+def test_compatibility_ignores_settings_that_may_change_on_resume():
+    saved = {"config": {"model": {"features": 8}, "method": {"name": "toy", "steps": 100},
+                        "num_steps": 10},
+             "param_shapes": {"w": [3, "float32"]}}
+    current = {"config": {"model": {"features": 8}, "method": {"name": "toy", "steps": 50},
+                          "num_steps": 20},
+               "param_shapes": {"w": [3, "float32"]}}
+    assert checkpoint.compatibility_errors(saved, current) == []
+    current["config"]["method"]["name"] = "ddpm"
+    current["param_shapes"]["v"] = [1, "float32"]
+    assert checkpoint.compatibility_errors(saved, current) == [
+        "config.method.name: checkpoint 'toy', run 'ddpm'", "params.v is not in the checkpoint"]

@@ -1,0 +1,73 @@
+"""The command-line entry point: workdir naming, distributed detection, validation before
+compiling, a short CLI training run with overrides, and sampling from its checkpoint."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import train_toy as toy
+from jaxdiff import main
+
+CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_toy_config.py")
+
+
+def run_cli(*args, timeout=120):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=toy.REPO_ROOT,
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    return subprocess.run([sys.executable, "-m", "jaxdiff.main", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, cwd=toy.REPO_ROOT)
+
+
+def test_default_workdir_and_cluster_detection():
+    assert main.default_workdir("configs/mdm.py:tiny") == os.path.join("runs", "mdm_tiny")
+    assert main.default_workdir("configs/mdm.py") == os.path.join("runs", "mdm")
+    assert not main.cluster_detected({})
+    assert not main.cluster_detected({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"})
+    assert main.cluster_detected({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"})
+    assert main.cluster_detected({"OMPI_COMM_WORLD_SIZE": "2"})
+    assert main.cluster_detected({"TPU_WORKER_HOSTNAMES": "t0,t1"})
+    assert not main.cluster_detected({"TPU_WORKER_HOSTNAMES": "t0"})
+    with pytest.raises(ValueError, match="must be given together"):
+        main.initialize_distributed("127.0.0.1:1234", None, 0)
+
+
+def test_validation_fails_with_one_sentence():
+    with pytest.raises(ValueError, match="Unknown method 'nope'; registered methods: \\[.*'toy'"):
+        main.validate(toy.toy_config(**{"method.name": "nope"}), "train")
+    with pytest.raises(ValueError, match="multiply to 3, not to the 8 devices"):
+        main.validate(toy.toy_config(**{"mesh.data": 3}), "train")
+    with pytest.raises(ValueError, match="Unknown mode 'eval'"):
+        main.validate(toy.toy_config(), "eval")
+    result = run_cli(f"--config={CONFIG_FILE}", "--config.batch_size=7", "--workdir=/dev/null")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "jaxdiff: batch_size 7 must be a positive multiple of grad_accum_steps x devices = "
+        "1 x 2.")
+
+
+def test_cli_trains_with_overrides_then_samples(tmp_path):
+    workdir = tmp_path / "run"
+    result = run_cli(f"--config={CONFIG_FILE}:wide", f"--workdir={workdir}",
+                     "--config.num_steps=2", "--config.optimizer.learning_rate=0.003",
+                     "--config.sample.every=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["num_steps"] == 2 and saved["optimizer"]["learning_rate"] == 0.003
+    assert saved["model"]["features"] == 16  # the preset
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]
+    grid = np.asarray(Image.open(workdir / "samples" / "step_00000002.png"))
+    assert grid.shape == (2 * 9 + 1, 2 * 9 + 1, 3)  # 4 samples of 8 px, 2 x 2, 1 px borders
+    assert os.listdir(workdir / "tensorboard")
+
+    config = toy.toy_config(**{"model.features": 16, "num_steps": 2})
+    npz_path = main.run(config, str(workdir), "sample", num_samples=5)
+    with np.load(str(npz_path)) as samples:
+        images = samples["images"]
+    assert images.shape == (5, 8, 8, 3) and images.dtype == np.uint8
+    assert len(np.unique(images)) > 10
+    assert os.path.exists(str(npz_path).replace(".npz", ".png"))
