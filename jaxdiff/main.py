@@ -10,6 +10,8 @@ or automatically on a TPU pod slice, under SLURM or Open MPI with more than one 
 """
 
 import logging as python_logging
+import glob
+import importlib.util
 import os
 
 import jax
@@ -43,13 +45,30 @@ def default_workdir(config_argument: str) -> str:
     return os.path.join("runs", f"{name}_{preset}" if preset else name)
 
 
-def cluster_detected(env) -> bool:
-    """True in a multi-process launch that jax.distributed.initialize() configures itself."""
+def cluster_detected(env, device_files=()) -> bool:
+    """True in a multi-process launch that jax.distributed.initialize() configures itself.
+
+    `device_files` are the accelerator device nodes present (glob of /dev/accel* and
+    /dev/vfio/<n>): a Cloud TPU VM has them, and there JAX finds the slice's workers through the
+    metadata server (TPU_WORKER_HOSTNAMES is set only on GKE), so every TPU VM initializes;
+    on a single-host VM that is a one-process cluster.
+    """
     def count(name):
         return int(env.get(name, "1") or "1")
     return (("SLURM_JOB_ID" in env and count("SLURM_NTASKS") > 1)
             or count("OMPI_COMM_WORLD_SIZE") > 1
-            or "," in env.get("TPU_WORKER_HOSTNAMES", ""))
+            or "," in env.get("TPU_WORKER_HOSTNAMES", "")
+            or bool(device_files))
+
+
+def tpu_device_files() -> list:
+    """The TPU device nodes of this host: /dev/accel* (v2-v4) or /dev/vfio/<n> (v5e and later).
+
+    Empty where libtpu is not installed, so a GPU host with VFIO devices is not taken for a TPU.
+    """
+    if importlib.util.find_spec("libtpu") is None:
+        return []
+    return glob.glob("/dev/accel*") + glob.glob("/dev/vfio/[0-9]*")
 
 
 def initialize_distributed(coordinator_address, num_processes, process_id) -> None:
@@ -59,7 +78,7 @@ def initialize_distributed(coordinator_address, num_processes, process_id) -> No
             raise ValueError("--coordinator_address, --num_processes and --process_id must be "
                              "given together.")
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
-    elif cluster_detected(os.environ):
+    elif cluster_detected(os.environ, tpu_device_files()):
         jax.distributed.initialize()
 
 

@@ -32,6 +32,8 @@ def test_default_workdir_and_cluster_detection():
     assert main.cluster_detected({"OMPI_COMM_WORLD_SIZE": "2"})
     assert main.cluster_detected({"TPU_WORKER_HOSTNAMES": "t0,t1"})
     assert not main.cluster_detected({"TPU_WORKER_HOSTNAMES": "t0"})
+    assert main.cluster_detected({}, ["/dev/vfio/0"])  # a Cloud TPU VM: metadata-server discovery
+    assert main.cluster_detected({}, ["/dev/accel0", "/dev/accel1"])
     with pytest.raises(ValueError, match="must be given together"):
         main.initialize_distributed("127.0.0.1:1234", None, 0)
 
