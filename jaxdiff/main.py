@@ -89,8 +89,10 @@ def validate(config, mode: str) -> None:
     loop.validate_config(config, jax.device_count(), jax.process_count())
     methods.check_name(config.method.name)
     if mode == "train":
-        data.validate_data_config(config.data, global_batch_size=config.batch_size,
-                                  process_count=jax.process_count())
+        for section in ("data", "mix_data"):
+            if config.get(section) is not None:
+                data.validate_data_config(config[section], global_batch_size=config.batch_size,
+                                          process_count=jax.process_count())
 
 
 def write_config(config, workdir: epath.Path) -> None:
@@ -109,7 +111,8 @@ def run(config, workdir: str, mode: str, num_samples=None):
                                            num_samples or config.sample.num_samples)
     iterator = data.create_iterator(config.data, global_batch_size=config.batch_size,
                                     seed=config.seed, process_index=jax.process_index(),
-                                    process_count=jax.process_count())
+                                    process_count=jax.process_count(),
+                                    mix_config=config.get("mix_data"))
     return loop.train(config, workdir, method, iterator)
 
 

@@ -162,21 +162,37 @@ def make_dataset(records, options, *, name, batch_size, seed, process_index=0, p
     return dataset
 
 
-def create_iterator(data_config, *, global_batch_size, seed, process_index=0, process_count=1):
+def create_iterator(data_config, *, global_batch_size, seed, process_index=0, process_count=1,
+                    mix_config=None):
     """Validates the data config and returns this process's batch iterator.
 
     Yields {"image": uint8 (B, resolution, resolution, 3), "label": int32 (B,)} with
-    B = global_batch_size // process_count, forever. A second stream (e.g. cold diffusion's mixing
-    degradation) is a second call with its own data config and seed; the streams are independent.
-    The returned grain DatasetIterator has get_state()/set_state(); see the module docstring for
-    orbax checkpointing.
+    B = global_batch_size // process_count, forever. With `mix_config` (cold diffusion's mixing
+    degradation), every batch also carries "mix_image": a batch of a second, independent stream
+    read with its own data config and seed + 1 and zipped to the first, so one iterator state
+    (saved with the checkpoint) covers both. The returned grain DatasetIterator has
+    get_state()/set_state(); see the module docstring for orbax checkpointing.
     """
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} is not in [0, {process_count}).")
+    common = dict(global_batch_size=global_batch_size, process_index=process_index,
+                  process_count=process_count)
+    dataset = _stream(data_config, seed=seed, **common)
+    if mix_config is not None:
+        if mix_config.resolution != data_config.resolution:
+            raise ValueError(f"The mixing stream's resolution {mix_config.resolution} must equal "
+                             f"data.resolution {data_config.resolution}.")
+        mix_stream = _stream(mix_config, seed=seed + 1, **common)
+        dataset = grain.experimental.ZipIterDataset([dataset, mix_stream]).map(_attach_mix)
+    return iter(dataset)
+
+
+def _stream(data_config, *, global_batch_size, seed, process_index, process_count):
+    """The batch IterDataset of one data config for this process."""
     records, spec, options = validate_data_config(
         data_config, global_batch_size=global_batch_size, process_count=process_count
     )
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index {process_index} is not in [0, {process_count}).")
-    dataset = make_dataset(
+    return make_dataset(
         records,
         options,
         name=spec.name,
@@ -189,7 +205,11 @@ def create_iterator(data_config, *, global_batch_size, seed, process_index=0, pr
         read_threads=data_config.read_threads,
         prefetch=data_config.prefetch,
     )
-    return iter(dataset)
+
+
+def _attach_mix(pair):
+    batch, mix_batch = pair
+    return {**batch, "mix_image": mix_batch["image"]}
 
 
 def to_model_input(images, dtype=jnp.float32):

@@ -4,6 +4,8 @@ read, with defaults. A configs/<method>.py starts from `train_config()` and adds
 
 import ml_collections
 
+from jaxdiff.data import default_data_config
+
 
 def train_config() -> ml_collections.ConfigDict:
     """Defaults of every field the train system reads (see loop.py, state.py, sharding.py)."""
@@ -23,3 +25,32 @@ def train_config() -> ml_collections.ConfigDict:
         checkpoint=dict(every=500, keep=3, async_save=True),
         sample=dict(every=500, num_samples=16, seed=1),
     ))
+
+
+def experiment_config(*, method: dict, model: dict, data: dict, **train) -> ml_collections.ConfigDict:
+    """A full config: train_config() with `train` overrides (nested dicts merge), plus the
+    method, model and data sections (data over default_data_config())."""
+    config = train_config()
+    _merge(config, train)
+    config.method = ml_collections.ConfigDict(method)
+    config.model = ml_collections.ConfigDict(model)
+    config.data = default_data_config()
+    _merge(config.data, data)
+    return config
+
+
+def _merge(config: ml_collections.ConfigDict, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and key in config and isinstance(config[key],
+                                                                   ml_collections.ConfigDict):
+            _merge(config[key], value)
+        else:
+            config[key] = value
+
+
+def select_preset(presets: dict, name) -> ml_collections.ConfigDict:
+    """presets[name]() for a config file's get_config(name); one sentence if it is unknown."""
+    name = name or "cpu"
+    if name not in presets:
+        raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(presets)}.")
+    return presets[name]()

@@ -146,6 +146,30 @@ def test_a_second_stream_runs_independently_beside_the_first():
     assert_same_batches(alone, side_by_side)
 
 
+def test_mixing_stream_zips_a_second_dataset_and_resumes_with_it():
+    faces = digits_config(name="builtin:faces")
+    paired = take(create_iterator(digits_config(), global_batch_size=4, seed=3, mix_config=faces),
+                  3)
+    first = take(create_iterator(digits_config(), global_batch_size=4, seed=3), 3)
+    second = take(create_iterator(faces, global_batch_size=4, seed=4), 3)
+    assert_same_batches(paired, first)
+    for batch, mix in zip(paired, second):
+        np.testing.assert_array_equal(batch["mix_image"], mix["image"])
+    iterator = create_iterator(digits_config(), global_batch_size=4, seed=3, mix_config=faces)
+    next(iterator)
+    state = iterator.get_state()
+    iterator.close()
+    resumed = create_iterator(digits_config(), global_batch_size=4, seed=3, mix_config=faces)
+    resumed.set_state(state)
+    batch = next(resumed)
+    resumed.close()
+    np.testing.assert_array_equal(batch["image"], paired[1]["image"])
+    np.testing.assert_array_equal(batch["mix_image"], paired[1]["mix_image"])
+    with pytest.raises(ValueError, match="mixing stream's resolution 16 must equal"):
+        create_iterator(digits_config(), global_batch_size=4, seed=3,
+                        mix_config=digits_config(resolution=16))
+
+
 def test_to_model_input_maps_uint8_to_minus_one_one():
     pixels = jnp.array([0, 51, 127, 128, 255], jnp.uint8)
     # u / 127.5 - 1: 0 -> -1, 51 -> -0.6, 127 -> -1/255, 128 -> 1/255, 255 -> 1.
