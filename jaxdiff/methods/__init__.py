@@ -39,6 +39,3 @@ def build(config) -> Method:
     """The Method named by config.method.name, built from the config."""
     check_name(config.method.name)
     return _BUILDERS[config.method.name](config)
-
-# The per-paper methods register their builders when imported.
-from jaxdiff.methods import attenuation, cold, ddpm, mdm, simple_diffusion  # noqa: E402,F401

@@ -37,7 +37,6 @@ from jaxdiff.core.processes import attenuation_corrupt
 from jaxdiff.core.samplers import attenuation_ode_sample, attenuation_sample
 from jaxdiff.methods import common, register
 from jaxdiff.methods.base import Method
-from jaxdiff.models import dual_unet
 
 SAMPLERS = ("stochastic", "deterministic")
 
@@ -68,7 +67,7 @@ def build(config) -> Method:
     times = sampling_grid(values["sample_steps"], values["sample_t_min"])
     weighted = bool(values["weighted_loss"])
 
-    model = common.create_model(config, dual_unet, "dual_unet")
+    model = common.create_model(config, "dual_unet")
     resolution = common.image_resolution(config)
     channels = model.out_channels
     num_classes = common.num_classes_of(model)

@@ -50,7 +50,6 @@ from jaxdiff.core.degradations import (GaussianBlur, Pixelate, make_degradation,
 from jaxdiff.core.losses import RESTORATION_NORMS, restoration_loss
 from jaxdiff.methods import common, register
 from jaxdiff.methods.base import Method
-from jaxdiff.models import unet
 
 DEFAULTS = dict(degradation="blur", degradation_options={}, loss_norm="l1",
                 algorithm="improved", start_noise=0.002, num_reference_images=256,
@@ -106,7 +105,7 @@ def build(config, data_sample: Optional[dict] = None) -> Method:
     num_steps = degradation.num_steps
     mix = values["degradation"] == "mix"
 
-    model = common.create_model(config, unet, "unet")
+    model = common.create_model(config, "unet")
     resolution = common.image_resolution(config)
     channels = model.out_channels
     num_classes = common.num_classes_of(model)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff import models
 from jaxdiff.core import guidance, samplers
 from jaxdiff.core.processes import gaussian_corrupt
 from jaxdiff.core.schedules import (alphas_cumprod, cosine_betas, cosine_logsnr,
@@ -79,24 +80,18 @@ def image_resolution(config) -> int:
 # Model construction.
 
 
-def create_model(config, module, network: str, **forced):
-    """The network of `module` (e.g. jaxdiff.models.unet) described by config.model.
+def create_model(config, network: str, **forced):
+    """The network described by config.model (jaxdiff.models.create), which must be `network`.
 
-    config.model fields: name (optional; must equal `network` when given), preset (a key of
-    module.PRESETS, default "tiny"), and any constructor argument, overriding the preset. `forced`
-    arguments are set by the method (e.g. learn_sigma for a learned variance) and win over both.
+    config.model.name may be left out (it defaults to `network`); `forced` arguments are set by
+    the method (e.g. learn_sigma for a learned variance) and win over the preset and the config.
     """
     model_config = section(config, "model")
-    name = model_config.pop("name", network)
+    name = model_config.setdefault("name", network)
     if name != network:
         raise ValueError(f"This method needs the {network!r} network, but config.model.name is "
                          f"{name!r}.")
-    preset = model_config.pop("preset", "tiny")
-    check_choice(f"{network} preset", preset, tuple(module.PRESETS))
-    kwargs = dict(module.PRESETS[preset])
-    kwargs.update(model_config)
-    kwargs.update(forced)
-    model = module.create(**kwargs)
+    model = models.create(model_config, **forced)
     if getattr(model, "use_context", False):
         raise ValueError("Text-conditioned networks (use_context=True) are not supported by the "
                          "methods yet: batches carry no context; set model.use_context=False.")

@@ -40,7 +40,6 @@ from jaxdiff.core.samplers import DDPM_VARIANCES
 from jaxdiff.core.schedules import discrete_logsnr_fn
 from jaxdiff.methods import common, register
 from jaxdiff.methods.base import Method
-from jaxdiff.models import unet
 
 DEFAULTS = dict(common.SAMPLER_DEFAULTS, num_timesteps=1000, beta_schedule="linear",
                 parameterization="eps", variance="fixedsmall", vlb_weight=0.001,
@@ -62,7 +61,7 @@ def build(config) -> Method:
     times = schedule.sampling_times(sampling.num_steps)
 
     learned = variance == "learned_range"
-    model = common.create_model(config, unet, "unet", learn_sigma=learned)
+    model = common.create_model(config, "unet", learn_sigma=learned)
     resolution = common.image_resolution(config)
     channels = model.out_channels
     num_classes = common.num_classes_of(model)

@@ -58,7 +58,6 @@ from jaxdiff.core.processes import (corrupt_pyramid, image_pyramid, pyramid_logs
 from jaxdiff.core.schedules import resolution_shift
 from jaxdiff.methods import common, register
 from jaxdiff.methods.base import Method
-from jaxdiff.models import nested_unet
 
 DEFAULTS = dict(common.SAMPLER_DEFAULTS, active_levels=0, schedule="cosine", num_timesteps=1000,
                 logsnr_min=-15.0, logsnr_max=15.0, shift_power=2.0, shift_base_resolution=0,
@@ -110,7 +109,7 @@ def build(config) -> Method:
                                     values["logsnr_min"], values["logsnr_max"])
     times = schedule.sampling_times(sampling.num_steps)
 
-    model = common.create_model(config, nested_unet, "nested_unet")
+    model = common.create_model(config, "nested_unet")
     depth = model.depth
     active = values["active_levels"] or depth
     common.check_range("active_levels", active, 1, depth, integer=True)

@@ -41,7 +41,6 @@ from jaxdiff.core.predictions import PARAMETERIZATIONS, target_from_x0_eps
 from jaxdiff.core.schedules import alpha_sigma_from_logsnr
 from jaxdiff.methods import common, register
 from jaxdiff.methods.base import Method
-from jaxdiff.models import uvit
 
 SCHEDULES = ("cosine", "shifted_cosine", "interpolated_cosine")
 
@@ -87,7 +86,7 @@ def build(config) -> Method:
         multiscale_resolutions(resolution, min_resolution)  # raises unless d = min_res * 2^k
     times = schedule.sampling_times(sampling.num_steps)
 
-    model = common.create_model(config, uvit, "uvit")
+    model = common.create_model(config, "uvit")
     channels = model.out_channels
     num_classes = common.num_classes_of(model)
 
