@@ -1,0 +1,409 @@
+"""NestedUNet of Matryoshka diffusion (Gu et al. 2023, "Matryoshka Diffusion Models", sec. 3.2;
+reference code apple/ml-mdm, `ml_mdm/models/nested_unet.py` and `unet.py`).
+
+One network denoises an image pyramid (e.g. 1024, 256 and 64 px) jointly. Level k is a UNet
+whose middle is the UNet of level k + 1, recursively; the innermost level (the "core") is a
+complete UNet with a middle block. Inputs and outputs are lists, highest resolution first:
+
+    level k (outer)                                       level k + 1 (inner)
+    h = Conv3(x_k)                                        h' = Conv3(x_{k+1}) + A_in(h_low)
+    h_low, skips = encoder_k(h)     --- A_in (zero) --->  ... encoder, inner levels, decoder ...
+    h = h_low + A_out(f_{k+1})      <-- A_out (zero) ---  f_{k+1} = its last feature map
+    f_k = decoder_k(h, skips);  out_k = head_k(f_k)       out_{k+1} = head_{k+1}(f_{k+1})
+
+The adapters A_in (outer features at the outer level's lowest resolution -> inner C_0 channels)
+and A_out (inner C_0 -> outer C_last) are zero-initialised 3x3 convolutions, and so are all the
+output heads. With both adapters at zero, levels k + 1 .. n give exactly what the model of
+those levels alone gives (`params["inner"]` is that model's parameter tree), which is what lets
+MDM train progressively: the 64 px core first, then 256 px around it, then 1024 px.
+
+Encoder of a level with channels (C_0 .. C_{L-1}): Conv3 to C_0; at level resolution l,
+num_res_blocks[l] ResBlocks to C_l, each followed by attention_layers[l] attention blocks
+(self-attention, cross-attention to the text context in the core, and a feed-forward when
+attention_feed_forward); a stride-2 conv between resolutions. Every output is kept as a skip. The
+decoder mirrors it with num_res_blocks[l] + 1 ResBlocks per resolution fed concat(h, skip) and
+nearest + conv upsampling. Only the core has the middle block (ResBlock, attention, ResBlock);
+outer levels skip it, as in the reference (skip_mid_blocks).
+
+Conditioning: every level has its own time MLP (sinusoidal(1000 t), embedding_features // 4
+sinusoids, to embedding_features). Class labels (null class = num_classes) and the text context
+(B, L, D) enter through the core only (the reference's skip_cond_emb on outer levels): the
+context is projected token-wise to `context_features` channels (0 keeps it as given), mean-pooled
+into the time embedding and cross-attended by the core's attention blocks.
+
+Mixed resolution (MDM sec. 3.3, `mixed_ratio` in the reference configs): level k may receive a
+smaller batch b_k than level k + 1 (b_0 <= b_1 <= ... <= b_{n-1} = B). Sample i of level k is
+sample i of every inner level, so the outer levels see a prefix of the batch: with
+`mixed_resolution_pyramid(pyramid, batch_sizes)` a full pyramid is cut to these prefixes. t, labels
+and context have the core's batch B; level k uses their first b_k rows, its adapter input to
+level k + 1 is padded with zeros for the rows b_k .. b_{k+1}-1 (those samples are denoised by the
+inner levels alone), and the model returns each level with its own batch size. The loss of level
+k is the mean over its b_k rows; written on full-size arrays that is the mask
+m_i = [i < b_k] with the sum divided by b_k (`mixed_resolution_mask`).
+
+Parameter counts (`count_parameters`, from `jax.eval_shape`; text context (B, 128, 2048) of
+FLAN-T5-XL as in the reference configs; asserted in tests/models/test_paper_scale.py):
+    mdm_64         493,429,763   reference 461,359,107
+    mdm_256        507,371,846   reference 476,613,958
+    mdm_1024       510,415,177   reference 480,970,057
+The reference counts are of apple/ml-mdm's PyTorch modules for configs/models/cc12m_{64x64,
+256x256,1024x1024}.yaml. Differences, all accounted for to the parameter:
+  * +33,382,400: cross-attention. The reference lets text keys/values join the self-attention's
+    query and output projection (one q and one proj_out per block); layers.AttentionBlock gives
+    cross-attention its own GroupNorm, query and output projections: 2 C^2 + 4 C more per block,
+    over 5 blocks of 512 and 26 of 768 channels (2*512^2+4*512)*5 + (2*768^2+4*768)*26.
+  * -1,312,768 per level: no micro-conditioning MLP ("scale:64/256/1024" in the reference;
+    jaxdiff has no image-size conditioning).
+  * +1,024: the pooled-context projection has a bias (layers.ConditioningEmbedding).
+Also different and parameter-free: outer levels do not divide their input by its standard
+deviation (the reference does it for the 256 level inside the 1024 model only; dropping it keeps
+every inner level identical to the standalone model).
+"""
+
+import dataclasses
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff.models.layers import (AttentionBlock, ConditioningEmbedding, Conv, Dense, Downsample,
+                                   Dtype, FeedForward, OutputHead, ResBlock, TimeEmbedding,
+                                   Upsample, remat_if)
+
+
+@dataclasses.dataclass(frozen=True)
+class Blocks:
+    """Settings shared by every block of a NestedUNet, and constructors for those blocks."""
+
+    num_heads: int
+    head_channels: Optional[int]
+    feed_forward: bool
+    dropout: float
+    num_groups: int
+    remat: bool
+    dtype: Dtype
+    param_dtype: Dtype
+
+    def kwargs(self):
+        return dict(dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def res_block(self, features: int, name: str):
+        block = remat_if(ResBlock, self.remat, static_argnums=(3,))
+        return block(features, dropout=self.dropout, num_groups=self.num_groups, name=name,
+                     **self.kwargs())
+
+    def attention(self, h, context, train: bool, name: str):
+        """AttentionBlock (self + optional cross), then a FeedForward when feed_forward."""
+        block = remat_if(AttentionBlock, self.remat)
+        h = block(num_heads=self.num_heads, head_channels=self.head_channels,
+                  num_groups=self.num_groups, name=name, **self.kwargs())(h, context)
+        if self.feed_forward:
+            ffn = remat_if(FeedForward, self.remat, static_argnums=(2,))
+            h = ffn(dropout=self.dropout, name=f"{name}_ffn", **self.kwargs())(h, train)
+        return h
+
+
+class LevelEncoder(nn.Module):
+    """Down path of one level: returns the lowest-resolution features and every skip."""
+
+    channels: Sequence[int]
+    num_res_blocks: Sequence[int]
+    attention_layers: Sequence[int]
+    blocks: Blocks
+
+    @nn.compact
+    def __call__(self, h, emb, context, train: bool):
+        skips = [h]
+        last = len(self.channels) - 1
+        for res, features in enumerate(self.channels):
+            for index in range(self.num_res_blocks[res]):
+                h = self.blocks.res_block(features, f"res_{res}_{index}")(h, emb, train)
+                for layer in range(self.attention_layers[res]):
+                    h = self.blocks.attention(h, context, train, f"attn_{res}_{index}_{layer}")
+                skips.append(h)
+            if res < last:
+                h = Downsample(features, name=f"down_{res}", **self.blocks.kwargs())(h)
+                skips.append(h)
+        return h, skips
+
+
+class LevelDecoder(nn.Module):
+    """Up path of one level: consumes the encoder's skips, returns C_0-channel features."""
+
+    channels: Sequence[int]
+    num_res_blocks: Sequence[int]
+    attention_layers: Sequence[int]
+    blocks: Blocks
+
+    @nn.compact
+    def __call__(self, h, skips, emb, context, train: bool):
+        skips = list(skips)
+        for res in reversed(range(len(self.channels))):
+            for index in range(self.num_res_blocks[res] + 1):
+                h = jnp.concatenate([h, skips.pop().astype(h.dtype)], axis=-1)
+                h = self.blocks.res_block(self.channels[res], f"res_{res}_{index}")(h, emb, train)
+                for layer in range(self.attention_layers[res]):
+                    h = self.blocks.attention(h, context, train, f"attn_{res}_{index}_{layer}")
+            if res > 0:
+                h = Upsample(h.shape[-1], name=f"up_{res}", **self.blocks.kwargs())(h)
+        return h
+
+
+class MiddleBlock(nn.Module):
+    """The core's middle: ResBlock, attention (with feed-forward), ResBlock."""
+
+    blocks: Blocks
+
+    @nn.compact
+    def __call__(self, h, emb, context, train: bool):
+        h = self.blocks.res_block(h.shape[-1], "res_0")(h, emb, train)
+        h = self.blocks.attention(h, context, train, "attn")
+        return self.blocks.res_block(h.shape[-1], "res_1")(h, emb, train)
+
+
+class NestedUNet(nn.Module):
+    """`apply(variables, x, t, labels=None, context=None, train=False)` -> list of predictions.
+
+    x: list of NHWC batches, highest resolution first, level k's side 2^(len(channels[k]) - 1)
+    times level k+1's; batch sizes non-decreasing inwards (mixed resolution, see the module
+    docstring). t: (B,) times in [0, 1] with B the core's batch; labels int (B,); context
+    (B, L, D). Per-level tuples (channels, num_res_blocks, attention_layers) are listed highest
+    resolution first; each inner tuple has one entry per resolution of that level.
+    Returns float32 predictions, one per level, shaped like the inputs.
+    """
+
+    channels: Sequence[Sequence[int]] = ((256, 512, 768),)
+    num_res_blocks: Sequence[Sequence[int]] = ((2, 2, 2),)
+    attention_layers: Sequence[Sequence[int]] = ((0, 1, 5),)
+    attention_feed_forward: bool = True
+    out_channels: int = 3
+    embedding_features: int = 1024
+    num_heads: int = 8
+    head_channels: Optional[int] = None
+    dropout: float = 0.0
+    num_groups: int = 32
+    num_classes: int = 0
+    use_context: bool = False
+    context_features: int = 0
+    remat: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @property
+    def depth(self) -> int:
+        return len(self.channels)
+
+    def check_architecture(self):
+        """Raise ValueError unless the per-level tuples describe a valid nesting."""
+        per_level = (self.channels, self.num_res_blocks, self.attention_layers)
+        if not self.channels or any(len(field) != self.depth for field in per_level):
+            raise ValueError("channels, num_res_blocks and attention_layers need one entry per "
+                             f"level, got {[len(field) for field in per_level]}.")
+        for level, (channels, blocks, attention) in enumerate(zip(*per_level)):
+            if not channels or len(blocks) != len(channels) or len(attention) != len(channels):
+                raise ValueError(f"Level {level}: channels, num_res_blocks and attention_layers "
+                                 "need the same non-zero number of resolutions.")
+            if min(channels) <= 0 or min(blocks) < 1 or min(attention) < 0:
+                raise ValueError(f"Level {level}: channels and num_res_blocks must be positive "
+                                 "and attention_layers non-negative.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.embedding_features % 8:
+            raise ValueError("embedding_features must be a multiple of 8 (a quarter of it are "
+                             f"sinusoids), got {self.embedding_features}.")
+
+    def check_input(self, images, t):
+        """Raise ValueError unless the pyramid, its batch sizes and t fit the architecture."""
+        if len(images) != self.depth:
+            raise ValueError(f"Expected a list of {self.depth} image batches (highest resolution "
+                             f"first), got {len(images)}.")
+        if any(x.ndim != 4 for x in images):
+            raise ValueError(f"Expected NHWC batches, got shapes {[x.shape for x in images]}.")
+        for level, x in enumerate(images):
+            factor = 2 ** (len(self.channels[level]) - 1)
+            if x.shape[1] % factor or x.shape[2] % factor:
+                raise ValueError(f"Level {level}: height and width {x.shape[1:3]} must be "
+                                 f"divisible by {factor}.")
+            if level + 1 < self.depth:
+                inner = images[level + 1]
+                if (x.shape[1] // factor, x.shape[2] // factor) != inner.shape[1:3]:
+                    raise ValueError(f"Level {level} ({x.shape[1:3]}) must be {factor} times "
+                                     f"the size of level {level + 1} ({inner.shape[1:3]}).")
+                if x.shape[0] > inner.shape[0]:
+                    raise ValueError("Batch sizes must not decrease towards the inner levels, "
+                                     f"got {[y.shape[0] for y in images]}.")
+        if jnp.shape(t) != (images[-1].shape[0],):
+            raise ValueError(f"t must have shape ({images[-1].shape[0]},) (the innermost "
+                             f"batch), got {jnp.shape(t)}.")
+
+    def __call__(self, x, t, labels=None, context=None, train: bool = False):
+        self.check_architecture()
+        if not isinstance(x, (list, tuple)):
+            raise ValueError("NestedUNet takes a list of image batches, highest resolution "
+                             f"first, got {type(x).__name__}.")
+        images = list(x)
+        self.check_input(images, t)
+        outputs, _ = self.nested(images, t, labels, context, None, train)
+        return outputs
+
+    def blocks(self) -> Blocks:
+        return Blocks(self.num_heads, self.head_channels, self.attention_feed_forward,
+                      self.dropout, self.num_groups, self.remat, self.dtype, self.param_dtype)
+
+    def inner_model(self) -> "NestedUNet":
+        """The model of levels 1 .. depth-1 (its parameters are this model's params["inner"])."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.init and f.name not in ("parent", "name")}
+        for per_level in ("channels", "num_res_blocks", "attention_layers"):
+            fields[per_level] = tuple(fields[per_level])[1:]
+        return NestedUNet(**fields, name="inner")
+
+    @nn.compact
+    def nested(self, images, t, labels, context, features, train: bool):
+        """Run this level and the inner ones; returns (predictions, last feature map)."""
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        blocks = self.blocks()
+        channels = tuple(self.channels[0])
+        x = images[0]
+        batch = x.shape[0]
+        is_core = self.depth == 1
+        if is_core:
+            if self.use_context and context is not None and self.context_features:
+                context = Dense(self.context_features, name="context_proj", **kw)(context)
+            emb = ConditioningEmbedding(
+                self.embedding_features, self.embedding_features // 4,
+                num_classes=self.num_classes, use_context=self.use_context, name="conditioning",
+                **kw)(t, labels, context)
+            level_context = context
+        else:
+            emb = TimeEmbedding(self.embedding_features, self.embedding_features // 4,
+                                name="time_embedding", **kw)(t[:batch])
+            level_context = None
+
+        h = Conv(channels[0], name="conv_in", **kw)(x.astype(self.dtype))
+        if features is not None:
+            h = h + features.astype(h.dtype)
+        level = dict(channels=channels, num_res_blocks=tuple(self.num_res_blocks[0]),
+                     attention_layers=tuple(self.attention_layers[0]), blocks=blocks)
+        h, skips = LevelEncoder(**level, name="encoder")(h, emb, level_context, train)
+        if is_core:
+            h = MiddleBlock(blocks, name="middle")(h, emb, level_context, train)
+            inner_outputs = []
+        else:
+            inner_channels = self.channels[1][0]
+            inner_batch = images[1].shape[0]
+            to_inner = Conv(inner_channels, zero_init=True, name="in_adapter", **kw)(h)
+            to_inner = jnp.pad(to_inner, ((0, inner_batch - batch), (0, 0), (0, 0), (0, 0)))
+            inner_outputs, from_inner = self.inner_model().nested(
+                images[1:], t, labels, context, to_inner, train)
+            h = h + Conv(channels[-1], zero_init=True, name="out_adapter", **kw)(
+                from_inner[:batch])
+        h = LevelDecoder(**level, name="decoder")(h, skips, emb, level_context, train)
+        output = OutputHead(self.out_channels, self.num_groups, name="head", **kw)(h)
+        return [output] + inner_outputs, h
+
+
+def mixed_resolution_pyramid(pyramid, batch_sizes: Sequence[int]):
+    """Cut a full pyramid (every level with batch B) to level k's first batch_sizes[k] rows.
+
+    batch_sizes lists one size per level, highest resolution first, non-decreasing, the last
+    equal to B. Example: B = 6 and batch_sizes (2, 6) train the outer level on 2 of 6 samples.
+    """
+    sizes = tuple(int(b) for b in batch_sizes)
+    full = pyramid[-1].shape[0]
+    if len(sizes) != len(pyramid) or sizes[-1] != full or min(sizes) < 1 or any(
+            a > b for a, b in zip(sizes, sizes[1:])):
+        raise ValueError(f"batch_sizes {sizes} must give one positive, non-decreasing size per "
+                         f"level ({len(pyramid)}), the last equal to the batch {full}.")
+    return [x[:size] for x, size in zip(pyramid, sizes)]
+
+
+def mixed_resolution_mask(batch_size: int, level_batch_size: int):
+    """m_i = 1 for the i < level_batch_size rows a level is trained on, else 0 (float32)."""
+    if not 1 <= level_batch_size <= batch_size:
+        raise ValueError(f"A level batch of {level_batch_size} does not fit a batch of "
+                         f"{batch_size}.")
+    return (jnp.arange(batch_size) < level_batch_size).astype(jnp.float32)
+
+
+# Reference levels (apple/ml-mdm configs/models/cc12m_*.yaml), highest resolution first.
+_CORE_64 = dict(channels=(256, 512, 768), num_res_blocks=(2, 2, 2), attention_layers=(0, 1, 5))
+_OUTER_256 = dict(channels=(64, 128, 256), num_res_blocks=(2, 2, 1), attention_layers=(0, 0, 0))
+_OUTER_1024 = dict(channels=(32, 32, 64), num_res_blocks=(2, 2, 1), attention_layers=(0, 0, 0))
+
+
+def _levels(*levels, **kwargs):
+    """Constructor kwargs from per-level dicts (highest resolution first)."""
+    per_level = {key: tuple(level[key] for level in levels) for key in levels[0]}
+    return dict(per_level, **kwargs)
+
+
+_TEXT = dict(use_context=True, context_features=2048, embedding_features=1024, num_heads=8)
+_TINY_CORE = dict(channels=(16, 32), num_res_blocks=(1, 1), attention_layers=(0, 1))
+_TINY_OUTER = dict(channels=(8, 16), num_res_blocks=(1, 1), attention_layers=(0, 0))
+_TINY = dict(embedding_features=32, num_heads=2, num_groups=4)
+
+PRESETS = {
+    # CPU-sized, 8x8 core; depth 1 (8 px), 2 (16 -> 8 px) and 3 (32 -> 16 -> 8 px).
+    "tiny": _levels(_TINY_CORE, **_TINY),
+    "tiny_2": _levels(_TINY_OUTER, _TINY_CORE, **_TINY),
+    "tiny_3": _levels(_TINY_OUTER, _TINY_OUTER, _TINY_CORE, **_TINY),
+    # Gu et al. 2023 text-to-image models (FLAN-T5-XL context, 2048 channels).
+    "mdm_64": _levels(_CORE_64, **_TEXT),
+    "mdm_256": _levels(_OUTER_256, _CORE_64, **_TEXT),
+    "mdm_1024": _levels(_OUTER_1024, _OUTER_256, _CORE_64, **_TEXT),
+}
+
+# Image side of each level of a preset, highest resolution first (used by tests and benchmarks).
+PRESET_RESOLUTIONS = {
+    "tiny": (8,), "tiny_2": (16, 8), "tiny_3": (32, 16, 8),
+    "mdm_64": (64,), "mdm_256": (256, 64), "mdm_1024": (1024, 256, 64),
+}
+
+# Text context (L, D) the paper presets are counted with: FLAN-T5-XL, 128 tokens.
+PAPER_CONTEXT_SHAPE = (128, 2048)
+
+# Parameter counts of the paper presets, documented in the module docstring.
+PRESET_PARAMETER_COUNTS = {
+    "mdm_64": 493_429_763,
+    "mdm_256": 507_371_846,
+    "mdm_1024": 510_415_177,
+}
+
+
+def create(**kwargs) -> NestedUNet:
+    """A NestedUNet from keyword arguments (e.g. `create(**PRESETS["tiny_3"])`)."""
+    fields = {f.name for f in dataclasses.fields(NestedUNet)} - {"parent", "name"}
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        raise ValueError(
+            f"Unknown NestedUNet arguments {unknown}; expected some of {sorted(fields)}.")
+    model = NestedUNet(**kwargs)
+    model.check_architecture()
+    return model
+
+
+def abstract_inputs(model: NestedUNet, resolutions: Sequence[int], batch_size: int,
+                    context_shape: Optional[Sequence[int]] = None):
+    """ShapeDtypeStructs (x, t, call kwargs) for a pyramid of square images of these sides."""
+    x = [jax.ShapeDtypeStruct((batch_size, side, side, 3), jnp.float32) for side in resolutions]
+    t = jax.ShapeDtypeStruct((batch_size,), jnp.float32)
+    kwargs = {}
+    if model.use_context:
+        kwargs["context"] = jax.ShapeDtypeStruct((batch_size,) + tuple(context_shape),
+                                                 jnp.float32)
+    if model.num_classes:
+        kwargs["labels"] = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+    return x, t, kwargs
+
+
+def count_parameters(model: NestedUNet, resolutions: Sequence[int],
+                     context_shape: Optional[Sequence[int]] = PAPER_CONTEXT_SHAPE) -> int:
+    """Number of parameters for a pyramid of these sides, from `jax.eval_shape` (no allocation)."""
+    x, t, kwargs = abstract_inputs(model, resolutions, 1, context_shape)
+    shapes = jax.eval_shape(lambda x, t, kw: model.init(jax.random.key(0), x, t, **kw),
+                            x, t, kwargs)
+    leaves = jax.tree_util.tree_leaves(nn.unbox(shapes["params"]))
+    return int(sum(np.prod(leaf.shape) for leaf in leaves))
