@@ -11,6 +11,10 @@ Every module has PRESETS (constructor arguments by name, from "tiny" to the pape
 
 import importlib
 
+import flax.linen as nn
+import jax
+import numpy as np
+
 NETWORK_MODULES = {
     "unet": "jaxdiff.models.unet",
     "dual_unet": "jaxdiff.models.dual_unet",
@@ -36,3 +40,13 @@ def create(model_config, **forced):
         raise ValueError(f"Unknown {name} preset {preset!r}; expected one of "
                          f"{sorted(module.PRESETS)}.")
     return module.create(**{**module.PRESETS[preset], **fields, **forced})
+
+
+def count_parameters(model, x, t, **call_kwargs) -> int:
+    """Number of parameters of `model` for abstract inputs, from `jax.eval_shape` (nothing is
+    allocated): x an image batch or a list of them (ShapeDtypeStructs), t of shape (B,), and
+    call_kwargs (labels, context) as arrays or ShapeDtypeStructs."""
+    shapes = jax.eval_shape(lambda x, t, kw: model.init(jax.random.key(0), x, t, **kw),
+                            x, t, call_kwargs)
+    return int(sum(np.prod(leaf.shape)
+                   for leaf in jax.tree_util.tree_leaves(nn.unbox(shapes["params"]))))

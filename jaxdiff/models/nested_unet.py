@@ -66,8 +66,8 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jaxdiff import models
 from jaxdiff.models.layers import (AttentionBlock, ConditioningEmbedding, Conv, Dense, Downsample,
                                    Dtype, FeedForward, OutputHead, ResBlock, TimeEmbedding,
                                    Upsample, remat_if)
@@ -403,7 +403,4 @@ def count_parameters(model: NestedUNet, resolutions: Sequence[int],
                      context_shape: Optional[Sequence[int]] = PAPER_CONTEXT_SHAPE) -> int:
     """Number of parameters for a pyramid of these sides, from `jax.eval_shape` (no allocation)."""
     x, t, kwargs = abstract_inputs(model, resolutions, 1, context_shape)
-    shapes = jax.eval_shape(lambda x, t, kw: model.init(jax.random.key(0), x, t, **kw),
-                            x, t, kwargs)
-    leaves = jax.tree_util.tree_leaves(nn.unbox(shapes["params"]))
-    return int(sum(np.prod(leaf.shape) for leaf in leaves))
+    return models.count_parameters(model, x, t, **kwargs)

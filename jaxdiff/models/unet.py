@@ -34,8 +34,8 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jaxdiff import models
 from jaxdiff.models.layers import (AttentionBlock, ConditioningEmbedding, Conv, Downsample, Dtype,
                                    OutputHead, ResBlock, Upsample, create_module, remat_if)
 
@@ -252,7 +252,4 @@ def count_parameters(model: nn.Module, image_shape: Sequence[int], **call_kwargs
     ShapeDtypeStructs."""
     x = jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32)
     t = jax.ShapeDtypeStruct((image_shape[0],), jnp.float32)
-    shapes = jax.eval_shape(
-        lambda x, t, kw: model.init(jax.random.key(0), x, t, **kw), x, t, call_kwargs)
-    leaves = jax.tree_util.tree_leaves(nn.unbox(shapes["params"]))
-    return int(sum(np.prod(leaf.shape) for leaf in leaves))
+    return models.count_parameters(model, x, t, **call_kwargs)
