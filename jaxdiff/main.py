@@ -9,9 +9,9 @@ jax.distributed.initialize: explicitly with --coordinator_address/--num_processe
 or automatically on a TPU pod slice, under SLURM or Open MPI with more than one task.
 """
 
-import logging as python_logging
 import glob
 import importlib.util
+import logging as python_logging
 import os
 
 import jax
@@ -20,7 +20,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from jaxdiff import data, methods
-from jaxdiff.train import loop
+from jaxdiff.train import loop, stages
 
 MODES = ("train", "sample")
 
@@ -83,16 +83,24 @@ def initialize_distributed(coordinator_address, num_processes, process_id) -> No
 
 
 def validate(config, mode: str) -> None:
-    """Every check that can fail before anything compiles, each with one sentence."""
+    """Every check that can fail before anything compiles, each with one sentence; a config with
+    stages is checked stage by stage."""
     if mode not in MODES:
         raise ValueError(f"Unknown mode {mode!r}; choose one of {MODES}.")
-    loop.validate_config(config, jax.device_count(), jax.process_count())
-    methods.check_name(config.method.name)
-    if mode == "train":
-        for section in ("data", "mix_data"):
-            if config.get(section) is not None:
-                data.validate_data_config(config[section], global_batch_size=config.batch_size,
-                                          process_count=jax.process_count())
+    for stage_config, _ in stages.stage_runs(config, ""):
+        loop.validate_config(stage_config, jax.device_count(), jax.process_count())
+        methods.check_name(stage_config.method.name)
+        if mode == "train":
+            for section in ("data", "mix_data"):
+                if stage_config.get(section) is not None:
+                    data.validate_data_config(stage_config[section],
+                                              global_batch_size=stage_config.batch_size,
+                                              process_count=jax.process_count())
+
+
+def absolute_workdir(workdir: str) -> str:
+    """A local path made absolute; a URL (gs://...) unchanged."""
+    return workdir if "://" in workdir else os.path.abspath(workdir)
 
 
 def write_config(config, workdir: epath.Path) -> None:
@@ -102,18 +110,33 @@ def write_config(config, workdir: epath.Path) -> None:
 
 
 def run(config, workdir: str, mode: str, num_samples=None):
-    """Records the config and trains or samples (call `validate` first); returns loop.train's
-    result or the path of the samples .npz."""
+    """Records the config, then trains every stage in order (train/stages.py; one stage without
+    config.stages) and returns the last loop.train result, or samples from the last stage's
+    latest checkpoint and returns the path of the .npz. Call `validate` first. A local workdir
+    is made absolute (orbax refuses relative checkpoint paths)."""
+    workdir = absolute_workdir(workdir)
     write_config(config, epath.Path(workdir))
-    method = methods.build(config)
+    runs = stages.stage_runs(config, workdir)
     if mode == "sample":
-        return loop.sample_from_checkpoint(config, workdir, method,
-                                           num_samples or config.sample.num_samples)
-    iterator = data.create_iterator(config.data, global_batch_size=config.batch_size,
-                                    seed=config.seed, process_index=jax.process_index(),
-                                    process_count=jax.process_count(),
-                                    mix_config=config.get("mix_data"))
-    return loop.train(config, workdir, method, iterator)
+        stage_config, stage_workdir = runs[-1]
+        return loop.sample_from_checkpoint(stage_config, stage_workdir,
+                                           methods.build(stage_config),
+                                           num_samples or stage_config.sample.num_samples)
+    for stage_config, stage_workdir in runs:
+        if stage_workdir != workdir:
+            write_config(stage_config, epath.Path(stage_workdir))
+        iterator = data.create_iterator(
+            stage_config.data, global_batch_size=stage_config.batch_size,
+            seed=stage_config.seed, process_index=jax.process_index(),
+            process_count=jax.process_count(), mix_config=stage_config.get("mix_data"))
+        try:
+            result = loop.train(stage_config, stage_workdir, methods.build(stage_config),
+                                iterator)
+        finally:
+            iterator.close()
+        if result.preempted:
+            break
+    return result
 
 
 class QuietCheckpointLogs(python_logging.Filter):

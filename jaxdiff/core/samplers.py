@@ -247,7 +247,7 @@ def ddim_sample(denoise, rng, x_T, logsnr_fn, times, parameterization="eps", eta
 
 
 def dpm_solver_pp_2m_sample(denoise, x_T, logsnr_fn, times, parameterization="eps",
-                            x0_transform=None):
+                            x0_transform=None, lower_order_final=True):
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2): multistep, data prediction.
 
     In lambda = logSNR / 2 with h = lambda_s - lambda_t:
@@ -255,8 +255,13 @@ def dpm_solver_pp_2m_sample(denoise, x_T, logsnr_fn, times, parameterization="ep
         later steps: D = (1 + 1 / (2 r)) x0_hat_t - (1 / (2 r)) x0_hat_prev, r = h_prev / h,
                      x_s = (sigma_s / sigma_t) x_t - alpha_s (e^{-h} - 1) D.
     A step into logSNR = +inf (a discrete grid's t = 0) is first order and returns x0_hat.
+    lower_order_final: the last step is first order too (the paper's advice for few steps): on a
+    grid uniform in t the last step is much longer in lambda than the one before it, and the
+    second-order term h / (2 h_prev) would then overshoot (10 steps from the exact Gaussian
+    denoiser: 2.3x the data variance with it, within a few percent without).
     """
     leaves, treedef, schedules, times = _gaussian_setup(x_T, logsnr_fn, times)
+    last_step = times.shape[0] - 2
 
     def step(carry, step_inputs):
         k, t, s = step_inputs
@@ -267,9 +272,12 @@ def dpm_solver_pp_2m_sample(denoise, x_T, logsnr_fn, times, parameterization="ep
         new_leaves, new_h = [], []
         for leaf, x0_prev, h_prev in zip(leaf_steps, previous_x0, previous_h):
             h = 0.5 * (leaf.logsnr_s - leaf.logsnr_t)
-            # 1 / (2 r) = h / (2 h_prev); `where` keeps the first and a final step to +inf
-            # first order.
-            correction = jnp.where((k > 0) & jnp.isfinite(h), h / (2.0 * h_prev), 0.0)
+            # 1 / (2 r) = h / (2 h_prev); the first step, a step to +inf and (by default) the
+            # last step are first order.
+            second_order = (k > 0) & jnp.isfinite(h)
+            if lower_order_final:
+                second_order &= k < last_step
+            correction = jnp.where(second_order, h / (2.0 * h_prev), 0.0)
             d = leaf.x0 + correction * (leaf.x0 - x0_prev)
             new_leaves.append(leaf.sigma_s / leaf.sigma_t * leaf.x
                               - leaf.alpha_s * jnp.expm1(-h) * d)

@@ -18,6 +18,7 @@ def train_config() -> ml_collections.ConfigDict:
         log_every=50,
         max_nonfinite_streak=10,
         init_from="",              # a workdir whose latest params start a fresh run
+        stages=[],                 # per-stage overrides (train/stages.py); [] = one stage
         mesh=dict(data=-1, fsdp=1),
         sharding=dict(rules=None),  # None: channels_out -> fsdp, all else replicated
         optimizer=dict(learning_rate=1e-4, warmup_steps=100, schedule="constant", b1=0.9,
@@ -31,19 +32,20 @@ def experiment_config(*, method: dict, model: dict, data: dict, **train) -> ml_c
     """A full config: train_config() with `train` overrides (nested dicts merge), plus the
     method, model and data sections (data over default_data_config())."""
     config = train_config()
-    _merge(config, train)
+    merge(config, train)
     config.method = ml_collections.ConfigDict(method)
     config.model = ml_collections.ConfigDict(model)
     config.data = default_data_config()
-    _merge(config.data, data)
+    merge(config.data, data)
     return config
 
 
-def _merge(config: ml_collections.ConfigDict, values: dict) -> None:
+def merge(config: ml_collections.ConfigDict, values: dict) -> None:
+    """Sets `values` into `config`; nested dicts merge into existing sections."""
     for key, value in values.items():
         if isinstance(value, dict) and key in config and isinstance(config[key],
                                                                    ml_collections.ConfigDict):
-            _merge(config[key], value)
+            merge(config[key], value)
         else:
             config[key] = value
 

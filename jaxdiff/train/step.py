@@ -41,24 +41,33 @@ def make_train_step(method: Method, tx: optax.GradientTransformation,
     def grad_fn(params, microbatch, rng):
         return jax.value_and_grad(method.loss, has_aux=True)(params, microbatch, rng)
 
-    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        batch = dict(batch, image=data.to_model_input(batch["image"]))
-        step_rng = jax.random.fold_in(state.rng, state.step)
-        zeros = jax.tree.map(jnp.zeros_like, state.params)
+    def mean_loss_and_grads(params, batch, step_rng):
+        """Loss, metrics and gradients averaged over the A microbatches (a lax.scan). With A = 1
+        the one microbatch is the batch and gets no scan: XLA:CPU runs a convolution network
+        inside a scan body tens of times slower than outside one."""
+        if accum_steps == 1:
+            return grad_fn(params, batch, jax.random.fold_in(step_rng, 0))
 
         def accumulate(carry, inputs):
             index, microbatch = inputs
-            (loss, metrics), grads = grad_fn(state.params, microbatch,
+            (loss, metrics), grads = grad_fn(params, microbatch,
                                              jax.random.fold_in(step_rng, index))
             grad_sum, loss_sum = carry
             return (jax.tree.map(jnp.add, grad_sum, grads), loss_sum + loss), metrics
 
+        zeros = jax.tree.map(jnp.zeros_like, params)
         microbatches = split_microbatches(batch, accum_steps, mesh)
         (grad_sum, loss_sum), metrics = jax.lax.scan(
             accumulate, (zeros, jnp.zeros((), jnp.float32)),
             (jnp.arange(accum_steps), microbatches))
-        grads = jax.tree.map(lambda g: g / accum_steps, grad_sum)
-        loss = loss_sum / accum_steps
+        metrics = jax.tree.map(jnp.mean, metrics)
+        return (loss_sum / accum_steps, metrics), jax.tree.map(lambda g: g / accum_steps,
+                                                               grad_sum)
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        batch = dict(batch, image=data.to_model_input(batch["image"]))
+        step_rng = jax.random.fold_in(state.rng, state.step)
+        (loss, metrics), grads = mean_loss_and_grads(state.params, batch, step_rng)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
@@ -75,7 +84,7 @@ def make_train_step(method: Method, tx: optax.GradientTransformation,
             opt_state=keep_if_finite(new_opt_state, state.opt_state),
             nonfinite_streak=streak,
             nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32))
-        metrics = jax.tree.map(jnp.mean, metrics)
+        metrics = dict(metrics)
         metrics.update(loss=loss, grad_norm=grad_norm, learning_rate=learning_rate(state.step),
                        update_skipped=(~finite).astype(jnp.int32), nonfinite_streak=streak)
         return new_state, metrics

@@ -26,6 +26,8 @@ def run_cli(*args, timeout=120):
 def test_default_workdir_and_cluster_detection():
     assert main.default_workdir("configs/mdm.py:tiny") == os.path.join("runs", "mdm_tiny")
     assert main.default_workdir("configs/mdm.py") == os.path.join("runs", "mdm")
+    assert main.absolute_workdir("runs/mdm") == os.path.join(os.getcwd(), "runs", "mdm")
+    assert main.absolute_workdir("gs://bucket/runs/mdm") == "gs://bucket/runs/mdm"
     assert not main.cluster_detected({})
     assert not main.cluster_detected({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"})
     assert main.cluster_detected({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"})
