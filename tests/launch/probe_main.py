@@ -9,16 +9,10 @@ and the launch environment.
 import json
 import os
 import sys
-import types
 
 if sys.argv[1:3] != ["-m", "jaxdiff.main"]:
     sys.exit(f"probe_main.py expects '-m jaxdiff.main ...', got {sys.argv[1:3]}.")
 sys.path.insert(0, os.getcwd())  # as `python -m` does: the launchers run from the repository root
-
-# jaxdiff.main uses these only inside the functions that train or sample, never for flags or
-# distributed set-up; empty stand-ins halve the start-up time of each probe process.
-for _heavy in ("jaxdiff.data", "jaxdiff.methods", "jaxdiff.train.loop"):
-    sys.modules[_heavy] = types.ModuleType(_heavy)
 
 import jax  # noqa: E402
 from absl import flags  # noqa: E402
