@@ -70,7 +70,7 @@ import jax.numpy as jnp
 from jaxdiff import models
 from jaxdiff.models.layers import (AttentionBlock, ConditioningEmbedding, Conv, Dense, Downsample,
                                    Dtype, FeedForward, OutputHead, ResBlock, TimeEmbedding,
-                                   Upsample, remat_if)
+                                   Upsample, create_module, remat_if)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,12 +375,7 @@ PRESET_PARAMETER_COUNTS = {
 
 def create(**kwargs) -> NestedUNet:
     """A NestedUNet from keyword arguments (e.g. `create(**PRESETS["tiny_3"])`)."""
-    fields = {f.name for f in dataclasses.fields(NestedUNet)} - {"parent", "name"}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-        raise ValueError(
-            f"Unknown NestedUNet arguments {unknown}; expected some of {sorted(fields)}.")
-    model = NestedUNet(**kwargs)
+    model = create_module(NestedUNet, **kwargs)
     model.check_architecture()
     return model
 

@@ -42,7 +42,6 @@ its appendix table of the convolutional levels could not be checked here, so the
 (e.g. wider convolutional levels, or per-block time modulation in the transformer) is open.
 """
 
-import dataclasses
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -50,7 +49,7 @@ import jax.numpy as jnp
 
 from jaxdiff.models.layers import (ConditioningEmbedding, Conv, Dense, Downsample, Dtype, Embed,
                                    FeedForward, LayerNorm, MultiHeadAttention, OutputHead,
-                                   ResBlock, Upsample, remat_if)
+                                   ResBlock, Upsample, create_module, remat_if)
 
 
 def space_to_depth(x, patch_size: int):
@@ -243,10 +242,6 @@ PRESET_PARAMETER_COUNTS = {
 
 def create(**kwargs) -> UViT:
     """A UViT from keyword arguments (e.g. `create(**PRESETS["tiny"], remat=True)`)."""
-    fields = {f.name for f in dataclasses.fields(UViT)} - {"parent", "name"}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-        raise ValueError(f"Unknown UViT arguments {unknown}; expected some of {sorted(fields)}.")
-    model = UViT(**kwargs)
+    model = create_module(UViT, **kwargs)
     model.check_architecture()
     return model
