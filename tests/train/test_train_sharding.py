@@ -81,9 +81,11 @@ def test_ema_update_formula():
     np.testing.assert_allclose(ema["w"], [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * 0])
 
 
-def test_sharded_training_matches_one_device(tmp_path):
-    """(data 4, fsdp 2) on 8 devices with 2 microbatches == one device, same global batch."""
-    overrides = {"batch_size": 16, "grad_accum_steps": 2, "num_steps": 3}
+@pytest.mark.parametrize("accum_steps", [1, 2])
+def test_sharded_training_matches_one_device(tmp_path, accum_steps):
+    """(data 4, fsdp 2) on 8 devices == one device, same global batch, with one microbatch (the
+    step without a scan) and with two (the accumulation scan)."""
+    overrides = {"batch_size": 16, "grad_accum_steps": accum_steps, "num_steps": 3}
     one = toy.toy_config(**overrides, **{"mesh.data": 1, "mesh.fsdp": 1})
     eight = toy.toy_config(**overrides, **{"mesh.data": 4, "mesh.fsdp": 2})
     single = loop.train(one, str(tmp_path / "one"), methods.build(one),
