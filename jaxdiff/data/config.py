@@ -13,8 +13,13 @@ Fields of `default_data_config()`:
   allow_upscale  allow images smaller than `resolution` (they are enlarged); None = the dataset's
                  default: on for digits (8 px) and faces (25 px), off for everything else.
   shuffle        shuffle every epoch (a different permutation each epoch, from the seed).
+  cache          decode, centre-crop and resize every image once and keep the results in memory
+                 (images x resolution^2 x 3 bytes per process), then gather batches from them;
+                 needs crop "center". None = on for digits and faces when their crop is "center".
   num_workers    grain worker processes (0 = decode in the training process).
-  read_threads   threads per process reading and decoding records (Pillow releases the GIL).
+  read_threads   threads per process reading and decoding records (Pillow releases the GIL);
+                 None = the dataset's default: 0 (the main thread) for digits and faces, whose
+                 tiny in-memory images cost less to resize than to hand to a thread, else 4.
   prefetch       batches buffered ahead (per worker with workers, else in a thread).
 """
 
@@ -41,8 +46,9 @@ def default_data_config():
             "flip": placeholder(bool),
             "allow_upscale": placeholder(bool),
             "shuffle": True,
+            "cache": placeholder(bool),
             "num_workers": 0,
-            "read_threads": 4,
+            "read_threads": placeholder(int),
             "prefetch": 2,
         }
     )
@@ -57,6 +63,8 @@ class PreprocessOptions:
     crop_scale: tuple
     flip: bool
     allow_upscale: bool
+    read_threads: int
+    cache: bool
 
 
 def _check_fields(config, global_batch_size, process_count):
@@ -70,6 +78,8 @@ def _check_fields(config, global_batch_size, process_count):
         raise ValueError(f"data.crop_scale must satisfy 0 < low <= high <= 1, got {(low, high)}.")
     for field in ("num_workers", "read_threads", "prefetch"):
         value = config[field]
+        if field == "read_threads" and value is None:
+            continue
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"data.{field} must be a non-negative integer, got {value!r}.")
     if not isinstance(process_count, int) or process_count < 1:
@@ -85,14 +95,17 @@ def _check_fields(config, global_batch_size, process_count):
 
 def resolve_options(config, spec):
     """Fills the config's None fields with the dataset's defaults."""
+    crop = spec.default_crop if config.crop is None else config.crop
     return PreprocessOptions(
         resolution=config.resolution,
-        crop=spec.default_crop if config.crop is None else config.crop,
+        crop=crop,
         crop_scale=tuple(config.crop_scale),
         flip=spec.default_flip if config.flip is None else bool(config.flip),
         allow_upscale=(
             spec.default_allow_upscale if config.allow_upscale is None else bool(config.allow_upscale)
         ),
+        read_threads=spec.default_read_threads if config.read_threads is None else config.read_threads,
+        cache=(spec.default_cache and crop == "center") if config.cache is None else bool(config.cache),
     )
 
 
@@ -107,6 +120,11 @@ def validate_data_config(config, *, global_batch_size, process_count=1):
     _check_fields(config, global_batch_size, process_count)
     records, spec = open_dataset(config.name, config.data_dir, config.split)
     options = resolve_options(config, spec)
+    if options.cache and options.crop != "center":
+        raise ValueError(
+            f"data.cache keeps one preprocessed copy of each image, so it needs data.crop = "
+            f"'center', not {options.crop!r}."
+        )
     if spec.num_examples < process_count:
         raise ValueError(
             f"Dataset {spec.name} has {spec.num_examples} images, fewer than the {process_count} "

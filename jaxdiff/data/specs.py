@@ -16,7 +16,8 @@ class DatasetSpec:
       class_names: class names; empty for an unlabeled dataset, whose labels are all 0, which is
         also the "no class" value `num_classes` of classifier-free guidance.
       min_side: the smallest short side over the images, or None where it is unknown.
-      default_crop, default_flip, default_allow_upscale: what the data config's None means.
+      default_crop, default_flip, default_allow_upscale, default_read_threads, default_cache:
+        what the data config's None means for crop, flip, allow_upscale, read_threads and cache.
     """
 
     name: str
@@ -26,6 +27,8 @@ class DatasetSpec:
     default_crop: str = "center"
     default_flip: bool = True
     default_allow_upscale: bool = False
+    default_read_threads: int = 4
+    default_cache: bool = False
 
     @property
     def num_classes(self):

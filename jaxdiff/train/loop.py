@@ -11,7 +11,9 @@ sharding.py):
     grad_accum_steps        microbatches per step (batch_size / grad_accum_steps per microbatch)
     ema_decay               EMA decay of the parameters used for sampling
     log_every               steps between progress lines / TensorBoard scalars
-    max_nonfinite_streak    stop after this many consecutive skipped (non-finite) updates
+    max_nonfinite_streak    stop at the first log step at which the last max_nonfinite_streak
+                            or more updates were all skipped (non-finite loss or gradient); the
+                            streak is read with the logged metrics, so no step waits for the host
     init_from               "" or a workdir whose latest checkpoint's params start this run
     checkpoint.every, checkpoint.keep, checkpoint.async_save
     sample.every, sample.num_samples, sample.seed   (sample.every = 0: no sampling in training)
@@ -164,16 +166,12 @@ def train(config, workdir: str, method: Method, iterator: Iterator[dict],
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
     watch = checkpoint_lib.PreemptionWatch(checkpointer.manager)
 
-    logged, preempted, previous_metrics = [], False, None
+    logged, preempted = [], False
     interval_start, interval_steps = time.perf_counter(), 0
     try:
         for step in range(start + 1, config.num_steps + 1):
             state, metrics = train_step(state, to_global_batch(next(iterator), batch_sharding))
             interval_steps += 1
-            # The previous step's streak: reading it does not wait for the step just queued.
-            if previous_metrics is not None:
-                check_nonfinite(int(previous_metrics["nonfinite_streak"]), step - 1, config)
-            previous_metrics = metrics
 
             if step % config.log_every == 0 or step == config.num_steps:
                 scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}

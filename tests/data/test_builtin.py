@@ -80,3 +80,15 @@ def test_unknown_builtin_name_fails():
     config.name = "builtin:cats"
     with pytest.raises(ValueError, match="Unknown built-in dataset 'cats'"):
         validate_data_config(config, global_batch_size=2)
+
+
+@pytest.mark.parametrize("name, threads", [("digits", 0), ("faces", 0), ("photos", 4)])
+def test_read_threads_default_per_dataset_and_an_explicit_value_wins(name, threads):
+    config = default_data_config()
+    config.name = f"builtin:{name}"
+    config.resolution = 8
+    _, _, options = validate_data_config(config, global_batch_size=2)
+    assert options.read_threads == threads
+    config.read_threads = 2
+    _, _, options = validate_data_config(config, global_batch_size=2)
+    assert options.read_threads == 2

@@ -20,7 +20,7 @@ IDENTITY_RECORDS = InMemoryRecords(
     np.arange(NUM_RECORDS) % 3,
 )
 EXACT = PreprocessOptions(resolution=2, crop="center", crop_scale=(1.0, 1.0), flip=False,
-                          allow_upscale=False)
+                          allow_upscale=False, read_threads=0, cache=False)
 
 
 def record_ids(batch):
@@ -98,8 +98,7 @@ def test_iterator_state_round_trips_through_an_orbax_checkpoint(tmp_path):
 def identity_dataset(process_index=0, process_count=1, batch_size=NUM_RECORDS, **kwargs):
     return make_dataset(
         IDENTITY_RECORDS, EXACT, name="identity", batch_size=batch_size, seed=5,
-        process_index=process_index, process_count=process_count, prefetch=0, read_threads=0,
-        **kwargs,
+        process_index=process_index, process_count=process_count, prefetch=0, **kwargs,
     )
 
 
@@ -180,8 +179,7 @@ def test_to_model_input_maps_uint8_to_minus_one_one():
 
 def test_a_shard_without_any_usable_image_fails_instead_of_looping():
     unusable = InMemoryRecords("unusable", [np.zeros((2, 2, 5), np.uint8)] * 3, np.zeros(3))
-    dataset = make_dataset(unusable, EXACT, name="unusable", batch_size=1, seed=0, prefetch=0,
-                           read_threads=0)
+    dataset = make_dataset(unusable, EXACT, name="unusable", batch_size=1, seed=0, prefetch=0)
     with pytest.raises(ValueError, match="Every one of the 3 images in this shard of unusable"):
         next(iter(dataset))
 

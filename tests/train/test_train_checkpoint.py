@@ -147,6 +147,15 @@ def test_nonfinite_updates_are_skipped_and_counted(tmp_path, two_step_run):
         train(tmp_path, "streak", streak, poison_batches=(1, 2))
 
 
+def test_a_nonfinite_streak_stops_the_run_at_the_next_log_step(tmp_path):
+    # Batches 1.. are poisoned, so steps 2, 3, 4 are skipped; the streak (max 2) is read with the
+    # metrics of log step 4, where it is 3: no step in between waits for the host.
+    config = toy.toy_config(num_steps=8, max_nonfinite_streak=2, log_every=4)
+    with pytest.raises(loop.NonFiniteError,
+                       match="Stopping at step 4: the last 3 updates had a non-finite loss"):
+        train(tmp_path, "late_streak", config, poison_batches=range(1, 8))
+
+
 def test_compatibility_ignores_settings_that_may_change_on_resume():
     saved = {"config": {"model": {"features": 8}, "method": {"name": "toy", "steps": 100},
                         "num_steps": 10},
