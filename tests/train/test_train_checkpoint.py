@@ -5,7 +5,6 @@ Runs use 2 of the 8 host devices (subprocesses: 2 devices) to keep compilation s
 
 import os
 import signal
-import time
 
 import jax
 import numpy as np
@@ -30,22 +29,12 @@ def two_step_run(tmp_path_factory):
     return str(tmp_path / "run"), train(tmp_path, "run", toy.toy_config(num_steps=2))
 
 
-def wait_for_checkpoint(workdir, step, process, timeout=90.0):
-    """Polls until checkpoint `step` is committed (orbax renames the tmp dir when done)."""
-    path = os.path.join(workdir, "checkpoints", str(step))
-    deadline = time.monotonic() + timeout
-    while not os.path.isdir(path):
-        assert process.poll() is None, process.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, f"no checkpoint {step} after {timeout} s"
-        time.sleep(0.05)
-
-
 def test_resume_after_sigkill_is_bitwise_exact(tmp_path):
     workdir, out = str(tmp_path / "run"), str(tmp_path / "result")
     spec = {"workdir": workdir, "out": out, "runs": [8], "delay": 0.3,
             "overrides": {"checkpoint.every": 2}}
     killed = toy.start_worker(spec, num_devices=2)
-    wait_for_checkpoint(workdir, 4, killed)
+    toy.wait_for_checkpoint(workdir, 4, killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
     assert killed.returncode == -signal.SIGKILL
@@ -75,7 +64,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     spec = {"workdir": workdir, "out": out, "runs": [50], "delay": 0.2,
             "overrides": {"checkpoint.every": 2}}
     process = toy.start_worker(spec, num_devices=2)
-    wait_for_checkpoint(workdir, 2, process)
+    toy.wait_for_checkpoint(workdir, 2, process)
     process.send_signal(signal.SIGTERM)
     toy.finish(process, timeout=60)
     record, _ = toy.load_worker_output(out)

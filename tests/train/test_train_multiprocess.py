@@ -1,6 +1,9 @@
 """Two local processes under jax.distributed (gloo CPU collectives) train like one process with
-the same devices and global batch, write one checkpoint together and both resume from it."""
+the same devices and global batch, write one checkpoint together and both resume from it; a
+SIGTERM to one of them stops both at one step, with that step's checkpoint."""
 
+import os
+import signal
 import socket
 
 import jax
@@ -8,7 +11,7 @@ import numpy as np
 
 import train_toy as toy
 from jaxdiff import methods
-from jaxdiff.train import loop
+from jaxdiff.train import checkpoint, loop
 
 # A constant learning rate so that the 4-step run and its resumption to 6 steps follow the
 # schedule of one 6-step run.
@@ -45,3 +48,24 @@ def test_two_processes_match_one_process(tmp_path):
     for name, value in toy.flat_params(reference.state.params).items():
         np.testing.assert_allclose(params0[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
         np.testing.assert_array_equal(params1[name], params0[name])
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_with_a_checkpoint(tmp_path):
+    # A preemption notice may reach one host first: JAX's distributed runtime agrees on a sync
+    # step, and every process saves that step and stops there.
+    workdir, out, port = str(tmp_path / "run"), str(tmp_path / "result"), free_port()
+    workers = [
+        toy.start_worker({"workdir": workdir, "out": out, "runs": [60], "delay": 0.2,
+                          "overrides": {"checkpoint.every": 2}, "num_processes": 2,
+                          "process_id": i, "port": port}, num_devices=2)
+        for i in range(2)]
+    toy.wait_for_checkpoint(workdir, 2, workers[0])
+    workers[1].send_signal(signal.SIGTERM)
+    for worker in workers:
+        toy.finish(worker, timeout=120)
+    runs = [toy.load_worker_output(out, i)[0]["runs"][0] for i in range(2)]
+    assert all(run["preempted"] for run in runs)
+    stopped_at = {max(map(int, run["losses"])) for run in runs}
+    assert len(stopped_at) == 1 and 2 <= stopped_at.pop() < 60
+    latest = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=3).latest_step()
+    assert latest == max(map(int, runs[0]["losses"]))

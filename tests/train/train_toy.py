@@ -135,6 +135,16 @@ def start_worker(spec: dict, num_devices: int) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def wait_for_checkpoint(workdir, step, process, timeout=90.0):
+    """Polls until checkpoint `step` is committed (orbax renames the tmp dir when done)."""
+    path = os.path.join(workdir, "checkpoints", str(step))
+    deadline = time.monotonic() + timeout
+    while not os.path.isdir(path):
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, f"no checkpoint {step} after {timeout} s"
+        time.sleep(0.05)
+
+
 def finish(process: subprocess.Popen, timeout: float = 120) -> int:
     """Waits for a worker; its stderr tail is in the assertion message if it failed."""
     _, stderr = process.communicate(timeout=timeout)
