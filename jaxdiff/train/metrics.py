@@ -1,5 +1,10 @@
 """Metric writing: TensorBoard event files (tensorboardX, no TensorFlow needed) plus log lines,
-from process 0 only; other processes get a writer that drops everything."""
+from process 0 only; other processes get a writer that drops everything.
+
+The methods follow clu's MetricWriter interface (write_scalars / write_images, step first). clu's
+writers themselves cannot be used here: `import clu.metric_writers` imports TensorFlow (its
+package __init__ loads the TF summary writer), which this project does not install.
+"""
 
 from typing import Mapping
 

@@ -3,12 +3,14 @@ compiling, a short CLI training run with overrides, and sampling from its checkp
 
 import json
 import os
+import struct
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+from tensorboardX.proto import event_pb2
 
 import train_toy as toy
 from jaxdiff import main
@@ -21,6 +23,24 @@ def run_cli(*args, timeout=120):
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
     return subprocess.run([sys.executable, "-m", "jaxdiff.main", *args], env=env,
                           capture_output=True, text=True, timeout=timeout, cwd=toy.REPO_ROOT)
+
+
+def tensorboard_tags(logdir):
+    """{"scalar" | "image" | "text": set of tags} in the TensorBoard event files of `logdir`
+    (TFRecord framing: u64 length, u32 crc, the Event proto, u32 crc)."""
+    tags = {"scalar": set(), "image": set(), "text": set()}
+    for path in logdir.iterdir():
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 16 + length
+            for value in event.summary.value:
+                kind = ("image" if value.HasField("image") else
+                        "scalar" if value.HasField("simple_value") else "text")
+                tags[kind].add(value.tag)
+    return tags
 
 
 def test_default_workdir_and_cluster_detection():
@@ -66,7 +86,9 @@ def test_cli_trains_with_overrides_then_samples(tmp_path):
     assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]
     grid = np.asarray(Image.open(workdir / "samples" / "step_00000002.png"))
     assert grid.shape == (2 * 9 + 1, 2 * 9 + 1, 3)  # 4 samples of 8 px, 2 x 2, 1 px borders
-    assert os.listdir(workdir / "tensorboard")
+    tags = tensorboard_tags(workdir / "tensorboard")
+    assert {"loss", "grad_norm", "learning_rate", "images_per_s", "steps_per_s"} <= tags["scalar"]
+    assert "samples" in tags["image"] and any("parameters" in tag for tag in tags["text"])
 
     config = toy.toy_config(**{"model.features": 16, "num_steps": 2})
     npz_path = main.run(config, str(workdir), "sample", num_samples=5)
