@@ -14,11 +14,11 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
         np.uint8)
 
 
-def image_grid(images: np.ndarray, padding: int = 1) -> np.ndarray:
-    """(N, H, W, C) uint8 -> one (rows*(H+p)+p, cols*(W+p)+p, C) image with cols = ceil(sqrt N),
-    tiles in row-major order on a black background."""
+def image_grid(images: np.ndarray, padding: int = 1, columns=None) -> np.ndarray:
+    """(N, H, W, C) uint8 -> one (rows*(H+p)+p, cols*(W+p)+p, C) image with cols = `columns`
+    (default ceil(sqrt N)), tiles in row-major order on a black background."""
     n, h, w, c = images.shape
-    cols = math.ceil(math.sqrt(n))
+    cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c),
                     np.uint8)

@@ -163,6 +163,7 @@ def train(config, workdir: str, method: Method, iterator: Iterator[dict],
     sampler = (sampling.make_sampler(method, run.mesh, config.sample.num_samples)
                if config.sample.every else None)
     sample_key = jax.random.PRNGKey(config.sample.seed)
+    grid_columns = sampling.grid_columns(method, config.sample.num_samples)
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
     watch = checkpoint_lib.PreemptionWatch(checkpointer.manager)
 
@@ -198,7 +199,7 @@ def train(config, workdir: str, method: Method, iterator: Iterator[dict],
                 samples = sampling.highest_resolution(sampler(state.ema_params, sample_key))
                 if process_index == 0:
                     grid = sampling.write_grid(workdir / "samples" / f"step_{step:08d}.png",
-                                               samples)
+                                               samples, grid_columns)
                     writer.write_images(step, {"samples": grid})
                 interval_start += time.perf_counter() - sampling_start  # not a train cost
     finally:
@@ -265,5 +266,7 @@ def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: in
     samples = sampling.highest_resolution(
         sampler(state.ema_params, jax.random.PRNGKey(config.sample.seed)))
     if jax.process_index() == 0:
-        sampling.save_samples(workdir / "samples", step, samples)
+        sampling.save_samples(workdir / "samples", step, samples,
+                              sampling.sample_labels(method, num_samples),
+                              sampling.grid_columns(method, num_samples))
     return sampling.sample_file(workdir / "samples", step, ".npz")
