@@ -14,12 +14,12 @@ def cpu():
     """A tiny class-conditional UNet on the built-in digits: minutes on a laptop CPU."""
     return experiment_config(
         method=dict(name="ddpm", beta_schedule="cosine", num_timesteps=1000,
-                    sampler="ddim", sample_steps=50, guidance_scale=1.0),
+                    sampler="ancestral", sample_steps=100, guidance_scale=1.0),
         model=dict(name="unet", preset="tiny", num_classes=10),
         data=dict(name="builtin:digits", resolution=16),
         num_steps=1500, batch_size=32, ema_decay=0.995, log_every=100,
         optimizer=dict(learning_rate=2e-3, warmup_steps=100),
-        checkpoint=dict(every=500), sample=dict(every=500, num_samples=64))
+        checkpoint=dict(every=500), sample=dict(every=500, num_samples=60))
 
 
 def cifar10():

@@ -89,7 +89,7 @@ def validate(config, mode: str) -> None:
         raise ValueError(f"Unknown mode {mode!r}; choose one of {MODES}.")
     for stage_config, _ in stages.stage_runs(config, ""):
         loop.validate_config(stage_config, jax.device_count(), jax.process_count())
-        methods.check_name(stage_config.method.name)
+        methods.build(stage_config)  # checks the method and model fields; compiles nothing
         if mode == "train":
             for section in ("data", "mix_data"):
                 if stage_config.get(section) is not None:

@@ -1,9 +1,11 @@
 """Registry of diffusion methods: `config.method.name` -> a builder `builder(config) -> Method`.
 
 A per-paper module `jaxdiff/methods/<name>.py` registers its builder with
-`register("<name>", builder)` at import time; `build` imports that module on first use, so a
-config naming method "<name>" needs no other wiring. The builder receives the whole resolved
-config (model, method, data sections) and returns a `jaxdiff.methods.base.Method`.
+`register("<name>", builder, defaults)` at import time; `build` imports that module on first use,
+so a config naming method "<name>" needs no other wiring. The builder receives the whole resolved
+config (model, method, data sections) and returns a `jaxdiff.methods.base.Method`; `defaults`
+are its method fields with their default values, which configs copy in so that every field can be
+overridden from the command line.
 """
 
 import importlib
@@ -13,13 +15,22 @@ from typing import Callable
 from jaxdiff.methods.base import Method
 
 _BUILDERS: dict[str, Callable[..., Method]] = {}
+_DEFAULTS: dict[str, dict] = {}
 
 
-def register(name: str, builder: Callable[..., Method]) -> None:
-    """Makes `builder(config) -> Method` available as config.method.name == name."""
+def register(name: str, builder: Callable[..., Method], defaults: dict | None = None) -> None:
+    """Makes `builder(config) -> Method` available as config.method.name == name, with the
+    method fields `defaults` (field -> default value)."""
     if name in _BUILDERS and _BUILDERS[name] is not builder:
         raise ValueError(f"A different method is already registered under the name {name!r}.")
     _BUILDERS[name] = builder
+    _DEFAULTS[name] = dict(defaults or {})
+
+
+def default_settings(name: str) -> dict:
+    """The method fields of method `name` with their default values."""
+    check_name(name)
+    return dict(_DEFAULTS[name])
 
 
 def registered() -> tuple[str, ...]:

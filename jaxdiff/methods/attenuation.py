@@ -100,4 +100,4 @@ def build(config) -> Method:
     return Method("attenuation", model, common.init_fn_for(model, example), loss_fn, sample_fn)
 
 
-register("attenuation", build)
+register("attenuation", build, DEFAULTS)

@@ -175,4 +175,4 @@ def build(config, data_sample: Optional[dict] = None) -> Method:
     return Method("cold", model, common.init_fn_for(model, example), loss_fn, sample_fn)
 
 
-register("cold", build)
+register("cold", build, DEFAULTS)

@@ -107,4 +107,4 @@ def build(config) -> Method:
     return Method("ddpm", model, common.init_fn_for(model, example), loss_fn, sample_fn)
 
 
-register("ddpm", build)
+register("ddpm", build, DEFAULTS)

@@ -203,4 +203,4 @@ def build(config) -> Method:
     return Method("mdm", model, common.init_fn_for(model, example), loss_fn, sample_fn)
 
 
-register("mdm", build)
+register("mdm", build, DEFAULTS)

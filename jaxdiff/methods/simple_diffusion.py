@@ -120,4 +120,4 @@ def build(config) -> Method:
                   sample_fn)
 
 
-register("simple_diffusion", build)
+register("simple_diffusion", build, DEFAULTS)

@@ -4,6 +4,7 @@ read, with defaults. A configs/<method>.py starts from `train_config()` and adds
 
 import ml_collections
 
+from jaxdiff import methods
 from jaxdiff.data import default_data_config
 
 
@@ -30,10 +31,13 @@ def train_config() -> ml_collections.ConfigDict:
 
 def experiment_config(*, method: dict, model: dict, data: dict, **train) -> ml_collections.ConfigDict:
     """A full config: train_config() with `train` overrides (nested dicts merge), plus the
-    method, model and data sections (data over default_data_config())."""
+    method section (`method` over the named method's defaults, so that every method field can be
+    overridden as --config.method.<field>), the model section and the data section (`data` over
+    default_data_config())."""
     config = train_config()
     merge(config, train)
-    config.method = ml_collections.ConfigDict(method)
+    config.method = ml_collections.ConfigDict(
+        {**methods.default_settings(method["name"]), **method})
     config.model = ml_collections.ConfigDict(model)
     config.data = default_data_config()
     merge(config.data, data)

@@ -3,6 +3,7 @@ compiling, a short CLI training run with overrides, and sampling from its checkp
 
 import json
 import os
+import runpy
 import struct
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from PIL import Image
 from tensorboardX.proto import event_pb2
 
 import train_toy as toy
-from jaxdiff import main
+from jaxdiff import main, methods
 
 CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_toy_config.py")
 
@@ -72,6 +73,20 @@ def test_validation_fails_with_one_sentence():
     assert result.stderr.strip().splitlines()[-1] == (
         "jaxdiff: batch_size 7 must be a positive multiple of grad_accum_steps x devices = "
         "1 x 2.")
+
+
+@pytest.mark.parametrize("name", ["ddpm", "mdm", "simple_diffusion", "attenuation", "cold"])
+def test_every_method_field_is_in_the_config_so_the_command_line_can_override_it(name):
+    config = runpy.run_path(os.path.join(toy.REPO_ROOT, "configs", f"{name}.py"))["get_config"]()
+    assert set(methods.default_settings(name)) <= set(config.method)
+
+
+def test_a_bad_method_value_from_the_command_line_fails_before_training():
+    result = run_cli("--config=configs/ddpm.py", "--config.method.x0_transform=nope",
+                     "--workdir=/dev/null")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "jaxdiff: Unknown x0_transform 'nope'; expected one of ['none', 'clip', 'dynamic'].")
 
 
 def test_cli_trains_with_overrides_then_samples(tmp_path):
