@@ -16,6 +16,7 @@ Fields of `default_data_config()`:
   cache          decode, centre-crop and resize every image once and keep the results in memory
                  (images x resolution^2 x 3 bytes per process), then gather batches from them;
                  needs crop "center". None = on for digits and faces when their crop is "center".
+                 Gathering needs no workers (each worker process would hold its own copy).
   num_workers    grain worker processes (0 = decode in the training process).
   read_threads   threads per process reading and decoding records (Pillow releases the GIL);
                  None = the dataset's default: 0 (the main thread) for digits and faces, whose
