@@ -107,23 +107,26 @@ def main(argv):
     config = benchmark_config()
     method = methods.build(config)
     bare_step = BareStep(config, method)
-    best = {"bare": 0.0, "memory": 0.0, "pipeline": 0.0}
+    rounds = {"bare": [], "memory": [], "pipeline": []}
     for _ in range(_ROUNDS.value):
-        best["bare"] = max(best["bare"], bare_step.rate())
-        best["memory"] = max(best["memory"], loop_rate(config, method, memory_iterator(config)))
-        best["pipeline"] = max(best["pipeline"], loop_rate(config, method, data.create_iterator(
+        rounds["bare"].append(bare_step.rate())
+        rounds["memory"].append(loop_rate(config, method, memory_iterator(config)))
+        rounds["pipeline"].append(loop_rate(config, method, data.create_iterator(
             config.data, global_batch_size=config.batch_size, seed=0)))
-    images = {name: rate * config.batch_size for name, rate in best.items()}
+    best = {name: max(rates) for name, rates in rounds.items()}
     overhead = {name: 100 * (1 - best[name] / best["bare"]) for name in ("memory", "pipeline")}
     print(f"{_METHOD.value} {_PRESET.value} {_RESOLUTION.value}px batch {config.batch_size} "
           f"on {jax.device_count()} {jax.devices()[0].platform} device(s): "
           f"{bare_step.flops_per_image(config.batch_size) / 1e9:.3f} GFLOP/image per step, "
           f"peak {peak_bytes(bare_step.compiled) / 2**20:.1f} MiB/device")
-    print(f"bare jitted step             : {images['bare']:9.1f} images/s")
-    print(f"train loop, batches in memory: {images['memory']:9.1f} images/s  "
-          f"loop overhead {overhead['memory']:6.2f} %")
-    print(f"train loop, data pipeline    : {images['pipeline']:9.1f} images/s  "
-          f"loop + pipeline overhead {overhead['pipeline']:6.2f} %")
+    labels = {"bare": "bare jitted step             ", "memory": "train loop, batches in memory",
+              "pipeline": "train loop, data pipeline    "}
+    for name, label in labels.items():
+        per_round = " / ".join(f"{rate * config.batch_size:.0f}" for rate in rounds[name])
+        line = f"{label}: {best[name] * config.batch_size:9.1f} images/s"
+        if name != "bare":
+            line += f"  overhead {overhead[name]:6.2f} %"
+        print(f"{line}  (rounds: {per_round})")
 
 
 if __name__ == "__main__":
