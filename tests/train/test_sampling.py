@@ -5,6 +5,8 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
+from PIL import Image
 
 from jaxdiff.methods.base import Method
 from jaxdiff.train import images, sampling, sharding
@@ -46,3 +48,18 @@ def test_grid_layout_with_and_without_a_column_count():
     assert grid[1, 1, 0] == 1 and grid[1, 1 + 4 * 3, 0] == 5 and grid[4, 1, 0] == 6
     assert grid[7, 1 + 3, 0] == 12 and grid[7, 1 + 2 * 3, 0] == 0  # the last row is partial
     assert images.image_grid(tiles).shape == (3 * 3 + 1, 4 * 3 + 1, 3)  # ceil(sqrt 12) = 4
+
+
+def test_sample_mode_files_hold_the_labels_and_the_class_columns(tmp_path):
+    samples = np.linspace(-1.0, 1.0, 6)[:, None, None, None] * np.ones((6, 2, 2, 3))
+    labels = sampling.sample_labels(method_with_classes(3), 6)
+    sampling.save_samples(epath.Path(tmp_path), 7, samples, labels, columns=3)
+    with np.load(tmp_path / "samples_00000007.npz") as saved:
+        np.testing.assert_array_equal(saved["labels"], [0, 1, 2, 0, 1, 2])
+        np.testing.assert_array_equal(saved["images"][:, 0, 0, 0],
+                                      images.to_uint8(samples[:, 0, 0, 0]))
+    grid = np.asarray(Image.open(tmp_path / "samples_00000007.png"))
+    assert grid.shape == (2 * 3 + 1, 3 * 3 + 1, 3)
+    sampling.save_samples(epath.Path(tmp_path), 8, samples)
+    with np.load(tmp_path / "samples_00000008.npz") as saved:
+        assert "labels" not in saved
