@@ -35,5 +35,8 @@ def cifar10():
         checkpoint=dict(every=10_000), sample=dict(every=50_000, num_samples=64))
 
 
+PRESETS = {"cpu": cpu, "cifar10": cifar10}
+
+
 def get_config(preset=None):
-    return select_preset({"cpu": cpu, "cifar10": cifar10}, preset)
+    return select_preset(PRESETS, preset)

@@ -13,7 +13,7 @@ from jaxdiff.train.defaults import experiment_config, select_preset
 def cpu():
     """A tiny class-conditional UNet on the built-in digits: minutes on a laptop CPU."""
     return experiment_config(
-        method=dict(name="ddpm", beta_schedule="cosine", num_timesteps=1000,
+        method=dict(name="ddpm", schedule="cosine_betas", num_timesteps=1000,
                     sampler="ancestral", sample_steps=100, guidance_scale=1.0),
         model=dict(name="unet", preset="tiny", num_classes=10),
         data=dict(name="builtin:digits", resolution=16),
@@ -26,7 +26,7 @@ def cifar10():
     """Ho et al. 2020, CIFAR-10: linear betas, T = 1000, eps, fixedlarge, lr 2e-4, batch 128,
     warm-up 5000, dropout 0.1, EMA 0.9999, gradient clip 1, 800k steps."""
     return experiment_config(
-        method=dict(name="ddpm", beta_schedule="linear", num_timesteps=1000,
+        method=dict(name="ddpm", schedule="linear_betas", num_timesteps=1000,
                     variance="fixedlarge", sampler="ancestral", sample_steps=1000,
                     label_dropout=0.0),
         model=dict(name="unet", preset="ddpm_cifar10"),
@@ -40,7 +40,7 @@ def iddpm_cifar10():
     """Nichol & Dhariwal 2021, CIFAR-10: cosine betas, T = 4000, learned-range variance with
     L_hybrid, dropout 0.3, lr 1e-4, batch 128, 500k steps; sampled with 100 respaced steps."""
     return experiment_config(
-        method=dict(name="ddpm", beta_schedule="cosine", num_timesteps=4000,
+        method=dict(name="ddpm", schedule="cosine_betas", num_timesteps=4000,
                     variance="learned_range", sampler="ancestral", sample_steps=100,
                     label_dropout=0.0),
         model=dict(name="unet", preset="iddpm_cifar10"),
@@ -50,6 +50,8 @@ def iddpm_cifar10():
         checkpoint=dict(every=10_000), sample=dict(every=50_000, num_samples=64))
 
 
+PRESETS = {"cpu": cpu, "cifar10": cifar10, "iddpm_cifar10": iddpm_cifar10}
+
+
 def get_config(preset=None):
-    return select_preset({"cpu": cpu, "cifar10": cifar10, "iddpm_cifar10": iddpm_cifar10},
-                         preset)
+    return select_preset(PRESETS, preset)

@@ -16,8 +16,9 @@ Training settings follow apple/ml-mdm's configs: v-prediction, a cosine schedule
 style, T = 1000) shifted per resolution, CLIP thresholding, lr 5e-5 with 10k warm-up steps,
 gradient clip 2, mixed-resolution batches 2:1 (the outer level on 2/3 of the batch).
 ImageNet presets read tfds `imagenet2012`, the 1024 presets `celeb_a_hq/1024` (both prepared by
-the user under --config.data.data_dir). ml-mdm's 1024 model is text-conditioned on CC12M; our
-data pipeline carries no text, so the 1024 presets are unconditional.
+the user under --config.data.data_dir). ml-mdm's models are text-conditioned on CC12M; until
+batches carry text, these presets switch the networks' cross-attention off
+(model.use_context=False): the ImageNet ones are class-conditional, the 1024 ones unconditional.
 """
 
 from jaxdiff.train.defaults import experiment_config, select_preset
@@ -26,7 +27,7 @@ from jaxdiff.train.defaults import experiment_config, select_preset
 def cpu():
     """A tiny two-level NestedUNet on the built-in digits at 32 px (inner level 16 px)."""
     return experiment_config(
-        method=dict(name="mdm", schedule="cosine", parameterization="v",
+        method=dict(name="mdm", schedule="cosine_betas", parameterization="v",
                     sampler="ddim", sample_steps=50),
         model=dict(name="nested_unet", preset="tiny_2", num_classes=10),
         data=dict(name="builtin:digits", resolution=32),
@@ -37,11 +38,12 @@ def cpu():
 
 def _paper(preset, data_name, resolution, active_levels, num_classes, mixed_ratio=""):
     return experiment_config(
-        method=dict(name="mdm", schedule="cosine", parameterization="v",
+        method=dict(name="mdm", schedule="cosine_betas", parameterization="v",
                     active_levels=active_levels, mixed_ratio=mixed_ratio,
                     label_dropout=0.1 if num_classes else 0.0, sampler="ddim",
                     sample_steps=250, x0_transform="clip"),
-        model=dict(name="nested_unet", preset=preset, num_classes=num_classes),
+        model=dict(name="nested_unet", preset=preset, num_classes=num_classes,
+                   use_context=False),
         data=dict(name=data_name, resolution=resolution, flip=True),
         num_steps=500_000, batch_size=512, ema_decay=0.9999,
         optimizer=dict(learning_rate=5e-5, warmup_steps=10_000, grad_clip=2.0),
@@ -72,8 +74,10 @@ def celeba_hq1024():
                   mixed_ratio="4:2:1")
 
 
+PRESETS = {"cpu": cpu, "imagenet64": imagenet64, "imagenet256": imagenet256,
+           "celeba_hq1024_stage1": celeba_hq1024_stage1,
+           "celeba_hq1024_stage2": celeba_hq1024_stage2, "celeba_hq1024": celeba_hq1024}
+
+
 def get_config(preset=None):
-    return select_preset({"cpu": cpu, "imagenet64": imagenet64, "imagenet256": imagenet256,
-                          "celeba_hq1024_stage1": celeba_hq1024_stage1,
-                          "celeba_hq1024_stage2": celeba_hq1024_stage2,
-                          "celeba_hq1024": celeba_hq1024}, preset)
+    return select_preset(PRESETS, preset)

@@ -6,8 +6,9 @@
     python -m jaxdiff.main --config=configs/simple_diffusion.py:imagenet512   # patch 4
 
 Paper presets read tfds `imagenet2012` from --config.data.data_dir (prepared by the user).
-Schedules follow the paper's sec. 3.1: shifted cosine with noise_d = 64 at 128 and 256 px; at 512
-px the interpolated schedule between the shifts for 32 and 256. The multi-scale loss (sec. 3.3)
+Schedules follow the paper's sec. 3.1: the cosine shifted for a base of 64 px (noise_d) at 128 and
+256 px; at 512 px the interpolated schedule, from the shift for 256 px at the data to the shift
+for 32 px at the prior. The multi-scale loss (sec. 3.3)
 is on at 256 and 512 px. Batch 512, lr 1e-4, EMA 0.9999 (appendix).
 """
 
@@ -17,7 +18,7 @@ from jaxdiff.train.defaults import experiment_config, select_preset
 def cpu():
     """A tiny U-ViT on the built-in digits: minutes on a laptop CPU."""
     return experiment_config(
-        method=dict(name="simple_diffusion", schedule="shifted_cosine", noise_d=16,
+        method=dict(name="simple_diffusion", schedule="cosine", shift_base_resolution=16,
                     parameterization="v", sampler="dpm_solver_pp", sample_steps=25),
         model=dict(name="uvit", preset="tiny", num_classes=10),
         data=dict(name="builtin:digits", resolution=16),
@@ -39,20 +40,24 @@ def _imagenet(resolution, preset, **method):
 
 
 def imagenet128():
-    return _imagenet(128, "simple_diffusion_128", schedule="shifted_cosine", noise_d=64)
+    return _imagenet(128, "simple_diffusion_128", schedule="cosine", shift_base_resolution=64)
 
 
 def imagenet256():
-    return _imagenet(256, "simple_diffusion_256", schedule="shifted_cosine", noise_d=64,
+    return _imagenet(256, "simple_diffusion_256", schedule="cosine", shift_base_resolution=64,
                      multiscale_loss=True, multiscale_min_resolution=32)
 
 
 def imagenet512():
-    return _imagenet(512, "simple_diffusion_512", schedule="interpolated_cosine",
-                     noise_d_low=32, noise_d_high=256, multiscale_loss=True,
+    return _imagenet(512, "simple_diffusion_512", schedule="cosine",
+                     prior_shift_base_resolution=32, shift_base_resolution=256,
+                     multiscale_loss=True,
                      multiscale_min_resolution=32)
 
 
+PRESETS = {"cpu": cpu, "imagenet128": imagenet128, "imagenet256": imagenet256,
+           "imagenet512": imagenet512}
+
+
 def get_config(preset=None):
-    return select_preset({"cpu": cpu, "imagenet128": imagenet128, "imagenet256": imagenet256,
-                          "imagenet512": imagenet512}, preset)
+    return select_preset(PRESETS, preset)

@@ -4,9 +4,11 @@
         [--config.a.b=value ...]
 
 The workdir (local or gs://, default runs/<config file name>[_<preset>]) receives config.json
-(the resolved config), checkpoints/, tensorboard/ and samples/. Multi-process runs call
-jax.distributed.initialize: explicitly with --coordinator_address/--num_processes/--process_id,
-or automatically on a TPU pod slice, under SLURM or Open MPI with more than one task.
+(the resolved config), checkpoints/, tensorboard/ and samples/. Everything that can fail
+before compiling is checked first (train/prepare.py), each failure in one sentence.
+Multi-process runs call jax.distributed.initialize: explicitly with --coordinator_address,
+--num_processes and --process_id, or automatically on a TPU pod slice, under SLURM or Open MPI
+with more than one task.
 """
 
 import glob
@@ -19,16 +21,15 @@ from absl import app, flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from jaxdiff import data, methods
-from jaxdiff.train import loop, stages
-
-MODES = ("train", "sample")
+from jaxdiff import data
+from jaxdiff.train import checkpoint, loop, prepare
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a preset: configs/x.py:preset.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.")
-_MODE = flags.DEFINE_enum("mode", "train", MODES, "Train, or sample from the latest checkpoint.")
+_MODE = flags.DEFINE_enum("mode", "train", prepare.MODES,
+                          "Train, or sample from the latest checkpoint.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", None,
                                     "Samples to write in sample mode; default "
                                     "config.sample.num_samples.")
@@ -82,61 +83,49 @@ def initialize_distributed(coordinator_address, num_processes, process_id) -> No
         jax.distributed.initialize()
 
 
-def validate(config, mode: str) -> None:
-    """Every check that can fail before anything compiles, each with one sentence; a config with
-    stages is checked stage by stage."""
-    if mode not in MODES:
-        raise ValueError(f"Unknown mode {mode!r}; choose one of {MODES}.")
-    for stage_config, _ in stages.stage_runs(config, ""):
-        loop.validate_config(stage_config, jax.device_count(), jax.process_count())
-        methods.build(stage_config)  # checks the method and model fields; compiles nothing
-        if mode == "train":
-            for section in ("data", "mix_data"):
-                if stage_config.get(section) is not None:
-                    data.validate_data_config(stage_config[section],
-                                              global_batch_size=stage_config.batch_size,
-                                              process_count=jax.process_count())
-
-
-def absolute_workdir(workdir: str) -> str:
-    """A local path made absolute; a URL (gs://...) unchanged."""
-    return workdir if "://" in workdir else os.path.abspath(workdir)
-
-
 def write_config(config, workdir: epath.Path) -> None:
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
-def run(config, workdir: str, mode: str, num_samples=None):
+def run(stages: list, mode: str, num_samples=None):
     """Records the config, then trains every stage in order (train/stages.py; one stage without
     config.stages) and returns the last loop.train result, or samples from the last stage's
-    latest checkpoint and returns the path of the .npz. Call `validate` first. A local workdir
-    is made absolute (orbax refuses relative checkpoint paths)."""
-    workdir = absolute_workdir(workdir)
-    write_config(config, epath.Path(workdir))
-    runs = stages.stage_runs(config, workdir)
+    latest checkpoint and returns the path of the .npz. `stages` come from prepare.prepare,
+    which checked and built them."""
+    for stage in stages:
+        write_config(stage.config, epath.Path(stage.workdir))
     if mode == "sample":
-        stage_config, stage_workdir = runs[-1]
-        return loop.sample_from_checkpoint(stage_config, stage_workdir,
-                                           methods.build(stage_config),
-                                           num_samples or stage_config.sample.num_samples)
-    for stage_config, stage_workdir in runs:
-        if stage_workdir != workdir:
-            write_config(stage_config, epath.Path(stage_workdir))
-        iterator = data.create_iterator(
-            stage_config.data, global_batch_size=stage_config.batch_size,
-            seed=stage_config.seed, process_index=jax.process_index(),
-            process_count=jax.process_count(), mix_config=stage_config.get("mix_data"))
-        try:
-            result = loop.train(stage_config, stage_workdir, methods.build(stage_config),
-                                iterator)
-        finally:
-            iterator.close()
+        last = stages[-1]
+        return loop.sample_from_checkpoint(last.config, last.workdir, ready_method(last),
+                                           num_samples or last.config.sample.num_samples,
+                                           run=last.run)
+    for stage in stages:
+        result = train_stage(stage)
         if result.preempted:
             break
     return result
+
+
+def train_stage(stage) -> loop.TrainResult:
+    """loop.train of one prepared stage, fed by the data it validated."""
+    config = stage.config
+    iterator = data.create_iterator(
+        config.data, global_batch_size=config.batch_size, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        mix_config=config.get("mix_data"), validated=stage.data, mix_validated=stage.mix_data)
+    try:
+        method = ready_method(stage) if config.sample.every else stage.method
+        return loop.train(config, stage.workdir, method, iterator, run=stage.run)
+    finally:
+        iterator.close()
+
+
+def ready_method(stage):
+    """The stage's method with the training images its sampler starts from (if any), read from
+    the data the stage validated."""
+    return loop.with_reference_images(stage.config, stage.method, stage.data, stage.mix_data)
 
 
 class QuietCheckpointLogs(python_logging.Filter):
@@ -155,11 +144,17 @@ def main(argv):
     workdir = _WORKDIR.value or default_workdir(config_argument)
     logging.info("jaxdiff %s: %d processes, %d devices, workdir %s.", _MODE.value,
                  jax.process_count(), jax.device_count(), workdir)
+    workdir = prepare.absolute_workdir(workdir)
     try:
-        validate(_CONFIG.value, _MODE.value)
+        stages = prepare.prepare(_CONFIG.value, workdir, _MODE.value)
     except ValueError as error:
         raise SystemExit(f"jaxdiff: {error}") from None
-    result = run(_CONFIG.value, workdir, _MODE.value, _NUM_SAMPLES.value)
+    if stages[0].workdir != workdir:  # a staged run: the whole config beside the stage folders
+        write_config(_CONFIG.value, epath.Path(workdir))
+    try:
+        result = run(stages, _MODE.value, _NUM_SAMPLES.value)
+    except checkpoint.IncompatibleCheckpoint as error:
+        raise SystemExit(f"jaxdiff: {error}") from None
     if _MODE.value == "train" and result.preempted:
         logging.warning("Stopped by preemption; run the same command again to resume.")
 

@@ -1,6 +1,8 @@
-"""Test setup shared by every test: CPU only, 8 forced host devices for mesh tests."""
+"""Test setup shared by every test: CPU only, 8 forced host devices for mesh tests, and the toy
+train helpers of tests/train/ importable from the tests outside it."""
 
 import os
+import sys
 
 # Must happen before jax is imported anywhere in the test process.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -8,3 +10,8 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
+
+# tests/test_main.py and tests/benchmarks/test_train.py `import train_toy` from tests/train/. Test
+# modules are imported in pytest's default "prepend" mode (no __init__.py files), which puts only
+# each test file's own directory on sys.path; appended, this directory shadows nothing.
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train"))

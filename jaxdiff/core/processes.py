@@ -10,7 +10,7 @@ Matryoshka diffusion (Gu et al. 2023, arXiv 2310.15111) runs the Gaussian proces
 image pyramid [D^1(x), D^2(x), ...] (highest resolution first), with independent noise and its
 own logSNR per level:  x_t^r = alpha_t^r D^r(x) + sigma_t^r eps^r.
 
-The deterministic cold-diffusion degradations live in degradations.py.
+The deterministic cold-diffusion degradations live in the degradations package.
 """
 
 import jax

@@ -44,6 +44,7 @@ from jaxdiff.core.processes import (
 )
 from jaxdiff.core.schedules import alpha_sigma_from_logsnr, discrete_times, respaced_timesteps
 
+GAUSSIAN_SAMPLERS = ("ancestral", "ddim", "dpm_solver_pp")
 DDPM_VARIANCES = ("fixedsmall", "fixedlarge", "learned_range")
 
 # ----------------------------------------------------------------------------------------------

@@ -4,15 +4,18 @@ Public API:
   default_data_config()                       the data ConfigDict with documented defaults
   validate_data_config(config, *, global_batch_size, process_count=1)
                                               fail-early checks -> (records, DatasetSpec, options)
-  create_iterator(config, *, global_batch_size, seed, process_index=0, process_count=1)
+  create_iterator(config, *, global_batch_size, seed, process_index=0, process_count=1,
+                  mix_config=None, validated=None, mix_validated=None)
                                               grain iterator of {"image": uint8, "label": int32}
+  read_reference_images(config, num_images, *, seed, mix_config=None)
+                                              a few training images, alike on every process
   to_model_input(images, dtype=jnp.float32)   uint8 -> [-1, 1] on device
   prepare_image_folder(root, data_dir=None)   convert a folder to ArrayRecord (process 0 first)
 """
 
 from jaxdiff.data.config import default_data_config, validate_data_config
 from jaxdiff.data.folder import prepare_image_folder
-from jaxdiff.data.pipeline import create_iterator, to_model_input
+from jaxdiff.data.pipeline import create_iterator, read_reference_images, to_model_input
 from jaxdiff.data.specs import DatasetSpec
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "create_iterator",
     "default_data_config",
     "prepare_image_folder",
+    "read_reference_images",
     "to_model_input",
     "validate_data_config",
 ]

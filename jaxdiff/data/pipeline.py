@@ -194,33 +194,51 @@ def make_dataset(records, options, *, name, batch_size, seed, process_index=0, p
 
 
 def create_iterator(data_config, *, global_batch_size, seed, process_index=0, process_count=1,
-                    mix_config=None):
-    """Validates the data config and returns this process's batch iterator.
+                    mix_config=None, validated=None, mix_validated=None):
+    """Returns this process's batch iterator (validating the data config unless `validated`,
+    what validate_data_config returned for it, is given).
 
     Yields {"image": uint8 (B, resolution, resolution, 3), "label": int32 (B,)} with
     B = global_batch_size // process_count, forever. With `mix_config` (cold diffusion's mixing
     degradation), every batch also carries "mix_image": a batch of a second, independent stream
-    read with its own data config and seed + 1 and zipped to the first, so one iterator state
-    (saved with the checkpoint) covers both. The returned grain DatasetIterator has
-    get_state()/set_state(); see the module docstring for orbax checkpointing.
+    read with its own data config (validated as mix_validated) and seed + 1 and zipped to the
+    first, so one iterator state (saved with the checkpoint) covers both. The returned grain
+    DatasetIterator has get_state()/set_state(); see the module docstring for orbax
+    checkpointing.
     """
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} is not in [0, {process_count}).")
     common = dict(global_batch_size=global_batch_size, process_index=process_index,
                   process_count=process_count)
-    dataset = _stream(data_config, seed=seed, **common)
+    dataset = _stream(data_config, seed=seed, validated=validated, **common)
     if mix_config is not None:
         if mix_config.resolution != data_config.resolution:
             raise ValueError(f"The mixing stream's resolution {mix_config.resolution} must equal "
                              f"data.resolution {data_config.resolution}.")
-        mix_stream = _stream(mix_config, seed=seed + 1, **common)
+        mix_stream = _stream(mix_config, seed=seed + 1, validated=mix_validated, **common)
         dataset = grain.experimental.ZipIterDataset([dataset, mix_stream]).map(_attach_mix)
     return iter(dataset)
 
 
-def _stream(data_config, *, global_batch_size, seed, process_index, process_count):
+def read_reference_images(data_config, num_images: int, *, seed: int, mix_config=None,
+                          validated=None, mix_validated=None) -> dict:
+    """num_images training images {"image": uint8 (N, H, W, 3)[, "mix_image": ...]} of the data
+    config (and the mixing stream), the same on every process (each reads as process 0 of 1):
+    what a method's sampler starts from (methods.base.Method.reference_images). `validated` /
+    `mix_validated` as in create_iterator."""
+    iterator = create_iterator(data_config, global_batch_size=num_images, seed=seed,
+                               mix_config=mix_config, validated=validated,
+                               mix_validated=mix_validated)
+    try:
+        batch = next(iterator)
+    finally:
+        iterator.close()
+    return {key: np.asarray(batch[key]) for key in ("image", "mix_image") if key in batch}
+
+
+def _stream(data_config, *, global_batch_size, seed, process_index, process_count, validated):
     """The batch IterDataset of one data config for this process."""
-    records, spec, options = validate_data_config(
+    records, spec, options = validated or validate_data_config(
         data_config, global_batch_size=global_batch_size, process_count=process_count
     )
     return make_dataset(

@@ -1,52 +1,67 @@
-"""Registry of diffusion methods: `config.method.name` -> a builder `builder(config) -> Method`.
+"""Registry of diffusion methods: `config.method.name` -> (settings type, builder).
 
-A per-paper module `jaxdiff/methods/<name>.py` registers its builder with
-`register("<name>", builder, defaults)` at import time; `build` imports that module on first use,
-so a config naming method "<name>" needs no other wiring. The builder receives the whole resolved
-config (model, method, data sections) and returns a `jaxdiff.methods.base.Method`; `defaults`
-are its method fields with their default values, which configs copy in so that every field can be
-overridden from the command line.
+A per-paper module `jaxdiff/methods/<name>.py` registers itself with
+`register("<name>", Settings, build)` at import time; `build` imports that module on first use,
+so a config naming method "<name>" needs no other wiring. `Settings` (methods/settings.py) holds
+the method's fields with their defaults, docs and checks; configs copy `default_settings(name)`
+in, so every field can be overridden from the command line. `build(BuildInputs) -> Method` gets
+the checked settings, the model section and the image side, and reads no file and compiles
+nothing.
 """
 
 import importlib
 import importlib.util
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from jaxdiff.methods.base import Method
-
-_BUILDERS: dict[str, Callable[..., Method]] = {}
-_DEFAULTS: dict[str, dict] = {}
+from jaxdiff.methods.base import BuildInputs, Method
+from jaxdiff.methods.settings import Settings, plain
 
 
-def register(name: str, builder: Callable[..., Method], defaults: dict | None = None) -> None:
-    """Makes `builder(config) -> Method` available as config.method.name == name, with the
-    method fields `defaults` (field -> default value)."""
-    if name in _BUILDERS and _BUILDERS[name] is not builder:
+class _Entry(NamedTuple):
+    settings_type: type
+    builder: Callable[[BuildInputs], Method]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(name: str, settings_type: type = Settings,
+             builder: Callable[[BuildInputs], Method] = None) -> None:
+    """Makes `builder(BuildInputs) -> Method` available as config.method.name == name, with the
+    fields of `settings_type`."""
+    entry = _Entry(settings_type, builder)
+    if name in _REGISTRY and _REGISTRY[name] != entry:
         raise ValueError(f"A different method is already registered under the name {name!r}.")
-    _BUILDERS[name] = builder
-    _DEFAULTS[name] = dict(defaults or {})
+    _REGISTRY[name] = entry
+
+
+def registered() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def settings_type(name: str) -> type:
+    """The Settings type of method `name`; imports jaxdiff.methods.<name> if it exists and
+    raises ValueError if no method has that name."""
+    if name not in _REGISTRY and str(name).isidentifier() and importlib.util.find_spec(
+            f"{__name__}.{name}") is not None:
+        importlib.import_module(f"{__name__}.{name}")
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown method {name!r}; registered methods: {list(registered())}.")
+    return _REGISTRY[name].settings_type
 
 
 def default_settings(name: str) -> dict:
     """The method fields of method `name` with their default values."""
-    check_name(name)
-    return dict(_DEFAULTS[name])
-
-
-def registered() -> tuple[str, ...]:
-    return tuple(sorted(_BUILDERS))
-
-
-def check_name(name: str) -> None:
-    """Imports jaxdiff.methods.<name> if it exists; ValueError if no method has that name."""
-    if name not in _BUILDERS and name.isidentifier() and importlib.util.find_spec(
-            f"{__name__}.{name}") is not None:
-        importlib.import_module(f"{__name__}.{name}")
-    if name not in _BUILDERS:
-        raise ValueError(f"Unknown method {name!r}; registered methods: {list(registered())}.")
+    return settings_type(name).defaults()
 
 
 def build(config) -> Method:
-    """The Method named by config.method.name, built from the config."""
-    check_name(config.method.name)
-    return _BUILDERS[config.method.name](config)
+    """The Method named by config.method.name, built from config.method, config.model and
+    config.data.resolution; every bad value raises ValueError in one sentence."""
+    name = config.method.name
+    settings = settings_type(name).from_section(config.method)
+    resolution = config.data.resolution
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"data.resolution must be a positive integer, got {resolution!r}.")
+    model = plain(config.get("model")) or {}
+    return _REGISTRY[name].builder(BuildInputs(settings, dict(model), resolution))

@@ -16,88 +16,88 @@ the Brownian-bridge posterior (samplers.attenuation_sample), "deterministic" kee
 noise fixed along the path (samplers.attenuation_ode_sample); the x0 estimate is clipped to
 [-1, 1] as in the reference (clip_x_start). Samples are clipped to [-1, 1].
 
-Config fields read (defaults in brackets):
-  data.resolution                  image side (required)
-  model.name ["dual_unet"], model.preset ["tiny"], other model.* fields override the preset
-  method.t_min [1e-4]              smallest training time, also the loss weights' clamp
-  method.weighted_loss [True]      the reference code's time weights (weighting_loss)
-  method.label_dropout [0.1]
-  method.sampler ["stochastic"]    "stochastic" or "deterministic"
-  method.sample_steps [10]         the paper's few-step sampling
-  method.sample_t_min [1e-4]       last non-zero time of the sampling grid
-  method.guidance_scale [1.0], method.x0_transform ["clip"], method.threshold_quantile [0.995]
+Config: data.resolution (the image side), model.* (a dual_unet preset or architecture) and the
+method fields of AttenuationSettings:
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.core.labels import training_labels
 from jaxdiff.core.losses import attenuation_loss
 from jaxdiff.core.processes import attenuation_corrupt
 from jaxdiff.core.samplers import attenuation_ode_sample, attenuation_sample
-from jaxdiff.methods import common, register
-from jaxdiff.methods.base import Method
+from jaxdiff.methods import register
+from jaxdiff.methods.base import BuildInputs, Method
+from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
+                                     training_apply)
+from jaxdiff.methods.sampler import gaussian_noise_start, make_sample_fn, x0_transform
+from jaxdiff.methods.settings import GuidanceSettings, boolean, number_in, one_of, setting
 
 SAMPLERS = ("stochastic", "deterministic")
 
-DEFAULTS = dict(t_min=1e-4, weighted_loss=True, label_dropout=0.1, sampler="stochastic",
-                sample_steps=10, sample_t_min=1e-4, guidance_scale=1.0, x0_transform="clip",
-                threshold_quantile=0.995)
+
+@dataclasses.dataclass(frozen=True)
+class AttenuationSettings(GuidanceSettings):
+    t_min: float = setting(1e-4, "smallest training time, also the loss weights' clamp",
+                           number_in(0.0, 1.0, low_open=True, high_open=True))
+    weighted_loss: bool = setting(True, "the reference code's time weights (weighting_loss)",
+                                  boolean)
+    sampler: str = setting("stochastic", "'stochastic' or 'deterministic'", one_of(*SAMPLERS))
+    sample_steps: int = setting(10, "sampler steps (the paper's few-step sampling)",
+                                number_in(1, integer=True))
+    sample_t_min: float = setting(1e-4, "last non-zero time of the sampling grid",
+                                  number_in(0.0, 1.0, low_open=True, high_open=True))
+
+
+__doc__ += AttenuationSettings.describe()
 
 
 def sampling_grid(num_steps: int, t_min: float) -> np.ndarray:
     """[linspace(1, t_min, num_steps), 0]: num_steps steps, the last one from t_min to 0 (one
     step straight from 1 to 0 when num_steps = 1), as the reference code's samplers."""
-    common.check_range("sample_steps", num_steps, low=1, integer=True)
-    if not 0.0 < t_min < 1.0:
-        raise ValueError(f"sample_t_min must lie in (0, 1), got {t_min!r}.")
     return np.concatenate([np.linspace(1.0, t_min, num_steps), [0.0]])
 
 
-def build(config) -> Method:
-    """The analytic-attenuation method described by config (see the module docstring)."""
-    values = common.settings(config, DEFAULTS)
-    t_min = values["t_min"]
-    if not 0.0 < t_min < 1.0:
-        raise ValueError(f"t_min must lie in (0, 1), got {t_min!r}.")
-    common.check_range("label_dropout", values["label_dropout"], 0.0, 1.0)
-    common.check_choice("sampler", values["sampler"], SAMPLERS)
-    common.check_range("guidance_scale", values["guidance_scale"], low=0.0)
-    transform = common.x0_transform(values["x0_transform"], values["threshold_quantile"])
-    times = sampling_grid(values["sample_steps"], values["sample_t_min"])
-    weighted = bool(values["weighted_loss"])
+def build(inputs: BuildInputs) -> Method:
+    """The analytic-attenuation method of the inputs (module docstring)."""
+    settings, resolution = inputs.settings, inputs.resolution
+    t_min = settings.t_min
+    transform = x0_transform(settings)
+    times = sampling_grid(settings.sample_steps, settings.sample_t_min)
 
-    model = common.create_model(config, "dual_unet")
-    resolution = common.image_resolution(config)
+    model = create_network(inputs, "dual_unet")
     channels = model.out_channels
-    num_classes = common.num_classes_of(model)
+    classes = num_classes(model)
 
     def loss_fn(apply_fn, params, batch, rng):
         x0 = batch["image"]
-        label_key, time_key, noise_key, dropout_key = jax.random.split(rng, 4)
-        labels = common.training_labels(label_key, batch, num_classes, values["label_dropout"])
-        t = t_min + (1.0 - t_min) * jax.random.uniform(time_key, (x0.shape[0],))
-        noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
+        keys = loss_keys(rng)
+        labels = training_labels(keys.labels, batch, classes, settings.label_dropout)
+        t = t_min + (1.0 - t_min) * jax.random.uniform(keys.time, (x0.shape[0],))
+        noise = jax.random.normal(keys.noise, x0.shape, x0.dtype)
         x_t = attenuation_corrupt(x0, noise, t)
-        c_hat, eps_hat = common.training_apply(apply_fn, params, x_t, t, labels, dropout_key)
-        loss = jnp.mean(attenuation_loss(c_hat, eps_hat, x0, noise, t, weighted, clamp=t_min))
+        c_hat, eps_hat = training_apply(apply_fn, params, x_t, t, labels, keys.dropout)
+        loss = jnp.mean(attenuation_loss(c_hat, eps_hat, x0, noise, t, settings.weighted_loss,
+                                         clamp=t_min))
         return loss, {"mse_x0": jnp.mean(jnp.square(-c_hat - x0)),
                       "mse_eps": jnp.mean(jnp.square(eps_hat - noise))}
 
-    def sample_fn(apply_fn, params, rng, num_samples, labels=None):
-        label_key, noise_key, sample_key = jax.random.split(rng, 3)
-        labels = common.sampling_labels(label_key, labels, num_samples, num_classes)
-        denoise = common.network_denoiser(apply_fn, params, labels, num_classes,
-                                          values["guidance_scale"])
-        x_1 = jax.random.normal(noise_key, (num_samples, resolution, resolution, channels))
-        if values["sampler"] == "stochastic":
-            samples = attenuation_sample(denoise, sample_key, x_1, times, transform)
-        else:
-            samples = attenuation_ode_sample(denoise, x_1, times, transform)
-        return common.to_image_range(samples)
+    def run_fn(denoise, rng, x_1):
+        if settings.sampler == "stochastic":
+            return attenuation_sample(denoise, rng, x_1, times, transform)
+        return attenuation_ode_sample(denoise, x_1, times, transform)
 
+    sample_fn = make_sample_fn(
+        num_classes=classes, guidance_scale=settings.guidance_scale,
+        start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
+        run_fn=run_fn)
     example = jnp.zeros((1, resolution, resolution, channels), jnp.float32)
-    return Method("attenuation", model, common.init_fn_for(model, example), loss_fn, sample_fn)
+    return Method("attenuation", model, init_fn_for(model, example), loss_fn, sample_fn,
+                  num_classes=classes)
 
 
-register("attenuation", build, DEFAULTS)
+register("attenuation", AttenuationSettings, build)

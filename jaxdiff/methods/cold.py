@@ -5,8 +5,8 @@ as the restorer R.
 Training: a step s ~ U{1..T} per sample, x_s = D(x0, s) for the configured degradation D
 (core.degradations: blur, inpaint, pixelate, decolorize, mix), and the L1 (the paper's choice) or
 L2 restoration loss ||R(x_s, s / T) - x0||. The network's time input is t = s / T in [0, 1].
-Mixing blends each image with an image of a second dataset: the batch must carry it as
-batch["mix_image"] (uint8 or float in [-1, 1], shaped like batch["image"]).
+Mixing blends each image with an image of a second dataset: the batch carries it as
+batch["mix_image"] (config.mix_data, zipped into the data stream).
 
 Sampling: Algorithm 1 ("naive") or Algorithm 2 ("improved") of the paper (core.cold_samplers)
 from a start x_T:
@@ -18,50 +18,58 @@ from a start x_T:
     their reference second images): the paper's restoration tasks (deblurring, inpainting,
     super-resolution, colorization, demixing);
   then noise of std start_noise is added (the repo's generation noise; 0 disables it).
-The reference images are `data_sample` given to `build`, or, when it is None,
-num_reference_images images read from config.data (and config.mix_data for mix) through
-jaxdiff.data, the same on every process. Samples are clipped to [-1, 1].
+The reference images come through the Method's data hook: `reference_images` =
+num_reference_images, and the loop calls `attach_reference(images, rng)` with that many training
+images (and second images for mix), which fits the mixture and returns the method ready to
+sample. Building the method reads nothing. Samples are clipped to [-1, 1].
 
-Config fields read (defaults in brackets):
-  data.resolution                 image side (required); data.* to read reference images
-  mix_data                        the second dataset's data config (mix only, when reading)
-  seed [0]                        seed of the reference-image read and of the mixture fit
-  model.name ["unet"], model.preset ["tiny"], other model.* fields override the preset
-  method.degradation ["blur"]     "blur", "inpaint", "pixelate", "decolorize" or "mix"
-  method.degradation_options [{}] keyword options of the degradation (core.degradations, e.g.
-                                  num_steps, kernel_std, routine, final_mean)
-  method.loss_norm ["l1"]         "l1" or "l2"
-  method.algorithm ["improved"]   "improved" (Algorithm 2) or "naive" (Algorithm 1)
-  method.start_noise [0.002]      std of the noise added to x_T
-  method.num_reference_images [256]
-  method.gmm_components [10], method.gmm_iterations [100]   the colour mixture (repo: 10)
+Config: data.resolution (the image side), config.mix_data (mix only), model.* (a unet preset or
+architecture) and the method fields of ColdSettings:
 """
 
-from typing import Optional
+import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxdiff.core import cold_samplers
-from jaxdiff import data
-from jaxdiff.core.degradations import (GaussianBlur, Pixelate, make_degradation, sample_steps,
-                                       step_time)
+from jaxdiff.core.degradations import (DEGRADATIONS, GaussianBlur, Pixelate, draw_training_steps,
+                                       make_degradation, step_time)
+from jaxdiff.core.labels import training_labels
 from jaxdiff.core.losses import RESTORATION_NORMS, restoration_loss
-from jaxdiff.methods import common, register
-from jaxdiff.methods.base import Method
+from jaxdiff.methods import register
+from jaxdiff.methods.base import BuildInputs, Method, model_batch
+from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
+                                     training_apply)
+from jaxdiff.methods.sampler import make_sample_fn
+from jaxdiff.methods.settings import Settings, number_in, one_of, setting
 
-DEFAULTS = dict(degradation="blur", degradation_options={}, loss_norm="l1",
-                algorithm="improved", start_noise=0.002, num_reference_images=256,
-                gmm_components=10, gmm_iterations=100)
+
+@dataclasses.dataclass(frozen=True)
+class ColdSettings(Settings):
+    degradation: str = setting("blur", "the degradation D", one_of(*DEGRADATIONS))
+    degradation_options: dict = setting({}, "keyword options of the degradation "
+                                        "(core.degradations, e.g. num_steps, kernel_std, "
+                                        "routine, final_mean)")
+    loss_norm: str = setting("l1", "'l1' (the paper's) or 'l2'", one_of(*RESTORATION_NORMS))
+    algorithm: str = setting("improved", "'improved' (Algorithm 2) or 'naive' (Algorithm 1)",
+                             one_of(*cold_samplers.ALGORITHMS))
+    start_noise: float = setting(0.002, "std of the noise added to x_T", number_in(0.0))
+    num_reference_images: int = setting(256, "training images the sampler starts from",
+                                        number_in(1, integer=True))
+    gmm_components: int = setting(10, "components of the colour mixture (the repo's 10)",
+                                  number_in(1, integer=True))
+    gmm_iterations: int = setting(100, "EM iterations of the colour mixture",
+                                  number_in(1, integer=True))
+
+    def check_together(self) -> None:
+        self.degradation_fn()  # raises for an unknown option
+
+    def degradation_fn(self):
+        return make_degradation(self.degradation, **dict(self.degradation_options))
 
 
-def model_range(images):
-    """uint8 pixels -> float32 in [-1, 1] (data.to_model_input); float images are kept."""
-    images = jnp.asarray(images)
-    if images.dtype == jnp.uint8:
-        return data.to_model_input(images)
-    return images.astype(jnp.float32)
+__doc__ += ColdSettings.describe()
 
 
 def has_flat_end(degradation, resolution: int) -> bool:
@@ -73,106 +81,91 @@ def has_flat_end(degradation, resolution: int) -> bool:
     return False
 
 
-def read_reference_images(config, num_images: int, mix: bool) -> dict:
-    """num_images images of config.data (and of config.mix_data when mix) through jaxdiff.data,
-    read by every process alike (process 0 of 1), as a dict like a batch."""
-    seed = int(config.get("seed", 0))
-    sample = {}
-    sources = [("image", "data")] + ([("mix_image", "mix_data")] if mix else [])
-    for key, field in sources:
-        if config.get(field) is None:
-            raise ValueError(f"Cold diffusion needs reference images: pass data_sample to build "
-                             f"or set config.{field}.")
-        iterator = data.create_iterator(config[field], global_batch_size=num_images, seed=seed)
-        sample[key] = np.asarray(next(iter(iterator))["image"])
-    return sample
-
-
-def build(config, data_sample: Optional[dict] = None) -> Method:
-    """The cold-diffusion method described by config (see the module docstring).
-
-    data_sample: reference training images {"image": (N, H, W, 3)[, "mix_image": same]}, uint8
-    or float in [-1, 1], e.g. a few hundred images of the training stream; read from config.data
-    when None.
-    """
-    values = common.settings(config, DEFAULTS)
-    degradation = make_degradation(values["degradation"], **dict(values["degradation_options"]))
-    common.check_choice("loss_norm", values["loss_norm"], RESTORATION_NORMS)
-    common.check_choice("algorithm", values["algorithm"], cold_samplers.ALGORITHMS)
-    common.check_range("start_noise", values["start_noise"], low=0.0)
-    common.check_range("num_reference_images", values["num_reference_images"], low=1,
-                       integer=True)
+def build(inputs: BuildInputs) -> Method:
+    """The cold-diffusion method of the inputs (module docstring); it samples once
+    attach_reference has been given reference images."""
+    settings, resolution = inputs.settings, inputs.resolution
+    degradation = settings.degradation_fn()
     num_steps = degradation.num_steps
-    mix = values["degradation"] == "mix"
-
-    model = common.create_model(config, "unet")
-    resolution = common.image_resolution(config)
-    channels = model.out_channels
-    num_classes = common.num_classes_of(model)
-
-    if data_sample is None:
-        data_sample = read_reference_images(config, values["num_reference_images"], mix)
-    reference = model_range(data_sample["image"])
-    if reference.ndim != 4 or reference.shape[1:] != (resolution, resolution, channels):
-        raise ValueError(f"data_sample['image'] must have shape (N, {resolution}, {resolution}, "
-                         f"{channels}), got {reference.shape}.")
-    reference_mix = None
-    if mix:
-        if "mix_image" not in data_sample:
-            raise ValueError("Mixing needs data_sample['mix_image'], images of the second "
-                             "dataset.")
-        reference_mix = model_range(data_sample["mix_image"])
-        if reference_mix.shape != reference.shape:
-            raise ValueError("data_sample['mix_image'] must be shaped like data_sample['image'].")
-
-    flat_start = has_flat_end(degradation, resolution)
-    mixture = None
-    if flat_start:
-        fit_key = jax.random.PRNGKey(int(config.get("seed", 0)))
-        mixture = cold_samplers.fit_gaussian_mixture(
-            fit_key, cold_samplers.channel_means(reference), values["gmm_components"],
-            values["gmm_iterations"])
+    image_keys = ("image", "mix_image") if settings.degradation == "mix" else ("image",)
+    model = create_network(inputs, "unet")
+    classes = num_classes(model)
 
     def loss_fn(apply_fn, params, batch, rng):
         x0 = batch["image"]
-        step_key, aux_key, label_key, dropout_key = jax.random.split(rng, 4)
-        labels = common.training_labels(label_key, batch, num_classes, 0.0)
-        steps = sample_steps(step_key, x0.shape[0], num_steps)
-        other = model_range(batch["mix_image"]) if "mix_image" in batch else None
-        aux = degradation.sample_aux(aux_key, x0, other)
-        x_s = degradation(x0, steps, aux)
-        x0_hat = common.training_apply(apply_fn, params, x_s, step_time(steps, num_steps),
-                                       labels, dropout_key)
-        loss = jnp.mean(restoration_loss(x0_hat, x0, values["loss_norm"]))
-        return loss, {"restoration_" + values["loss_norm"]: loss}
+        keys = loss_keys(rng)
+        labels = training_labels(keys.labels, batch, classes, 0.0)
+        steps = draw_training_steps(keys.time, x0.shape[0], num_steps)
+        aux = degradation.sample_aux(keys.noise, x0, batch.get("mix_image"))
+        x0_hat = training_apply(apply_fn, params, degradation(x0, steps, aux),
+                                step_time(steps, num_steps), labels, keys.dropout)
+        loss = jnp.mean(restoration_loss(x0_hat, x0, settings.loss_norm))
+        return loss, {"restoration_" + settings.loss_norm: loss}
 
-    def start(rng, num_samples):
-        """(x_T, aux) for num_samples samples (module docstring)."""
-        start_key, aux_key, noise_key = jax.random.split(rng, 3)
-        if flat_start:
+    def sample_before_reference(*args, **kwargs):
+        raise ValueError("Cold diffusion starts sampling from training images: call "
+                         "Method.attach_reference(images, rng) first (the train loop does).")
+
+    def attach_reference(images: dict, rng) -> Method:
+        reference = checked_reference(images, image_keys, model.out_channels, resolution)
+        start_fn = sampling_start(settings, degradation, reference, resolution, rng)
+        sample_fn = make_sample_fn(
+            num_classes=classes, start_fn=start_fn,
+            run_fn=lambda restore, rng, start: cold_samplers.cold_sample(
+                restore, degradation, start[0], num_steps, start[1], settings.algorithm))
+        return dataclasses.replace(method, sample_fn=sample_fn, reference_images=0,
+                                   attach_reference=None)
+
+    example = jnp.zeros((1, resolution, resolution, model.out_channels), jnp.float32)
+    method = Method("cold", model, init_fn_for(model, example), loss_fn, sample_before_reference,
+                    num_classes=classes, image_keys=image_keys,
+                    reference_images=settings.num_reference_images,
+                    attach_reference=attach_reference)
+    return method
+
+
+def checked_reference(images: dict, image_keys, channels: int, resolution: int) -> dict:
+    """The reference images in the model range, checked to be (N, resolution, resolution, C)
+    and to hold every image key the method reads."""
+    shape = (resolution, resolution, channels)
+    for key in image_keys:
+        if key not in images:
+            raise ValueError(f"The reference images need {key!r} (mixing needs images of the "
+                             "second dataset too).")
+        if jnp.ndim(images[key]) != 4 or tuple(jnp.shape(images[key]))[1:] != shape:
+            raise ValueError(f"Reference images[{key!r}] must have shape (N, {resolution}, "
+                             f"{resolution}, {channels}), got {jnp.shape(images[key])}.")
+    return model_batch({key: jnp.asarray(images[key]) for key in image_keys}, image_keys)
+
+
+def sampling_start(settings: ColdSettings, degradation, reference: dict, resolution: int, rng):
+    """start_fn(rng, num_samples) -> (x_T, aux) from the reference images (module docstring);
+    rng seeds the colour mixture's fit."""
+    if has_flat_end(degradation, resolution):
+        mixture = cold_samplers.fit_gaussian_mixture(
+            rng, cold_samplers.channel_means(reference["image"]), settings.gmm_components,
+            settings.gmm_iterations)
+
+        def flat_start(rng, num_samples):
+            start_key, aux_key = jax.random.split(rng)
             x_T = cold_samplers.blur_generation_start(start_key, mixture, num_samples,
                                                       resolution, resolution,
-                                                      values["start_noise"])
+                                                      settings.start_noise)
             return x_T, degradation.sample_aux(aux_key, x_T)
-        count = reference.shape[0]
-        picks = jax.random.choice(start_key, count, (num_samples,), replace=num_samples > count)
-        x_ref = reference[picks]
-        aux = degradation.sample_aux(aux_key, x_ref,
-                                     None if reference_mix is None else reference_mix[picks])
-        x_T = degradation(x_ref, num_steps, aux)
-        return cold_samplers.perturb(noise_key, x_T, values["start_noise"]), aux
 
-    def sample_fn(apply_fn, params, rng, num_samples, labels=None):
-        label_key, start_key = jax.random.split(rng)
-        labels = common.sampling_labels(label_key, labels, num_samples, num_classes)
-        restore = common.network_denoiser(apply_fn, params, labels, num_classes)
-        x_T, aux = start(start_key, num_samples)
-        samples = cold_samplers.cold_sample(restore, degradation, x_T, num_steps, aux,
-                                            values["algorithm"])
-        return common.to_image_range(samples)
+        return flat_start
 
-    example = jnp.zeros((1, resolution, resolution, channels), jnp.float32)
-    return Method("cold", model, common.init_fn_for(model, example), loss_fn, sample_fn)
+    def restoration_start(rng, num_samples):
+        pick_key, aux_key, noise_key = jax.random.split(rng, 3)
+        count = reference["image"].shape[0]
+        picks = jax.random.choice(pick_key, count, (num_samples,), replace=num_samples > count)
+        x_ref = reference["image"][picks]
+        other = reference["mix_image"][picks] if "mix_image" in reference else None
+        aux = degradation.sample_aux(aux_key, x_ref, other)
+        x_T = degradation(x_ref, degradation.num_steps, aux)
+        return cold_samplers.perturb(noise_key, x_T, settings.start_noise), aux
+
+    return restoration_start
 
 
-register("cold", build, DEFAULTS)
+register("cold", ColdSettings, build)

@@ -13,58 +13,59 @@ variance), DDIM(eta) (Song et al. 2021) or DPM-Solver++(2M), on the chain respac
 `sample_steps` steps (Nichol & Dhariwal 2021, sec. 4), with classifier-free guidance and
 clipping or dynamic thresholding of the x0 estimate. Samples are clipped to [-1, 1].
 
-Config fields read (defaults in brackets):
-  data.resolution                  image side (required)
-  model.name ["unet"], model.preset ["tiny"], other model.* fields override the preset's
-      constructor arguments (jaxdiff.models.unet); learn_sigma is set from method.variance.
-  method.num_timesteps [1000]      T of the discrete chain
-  method.beta_schedule ["linear"]  "linear" (Ho et al.) or "cosine" (Nichol & Dhariwal)
-  method.parameterization ["eps"]  "eps", "x0" or "v"
-  method.variance ["fixedsmall"]   "fixedsmall", "fixedlarge" or "learned_range"
-  method.vlb_weight [0.001]        lambda of L_hybrid (learned_range only)
-  method.label_dropout [0.1]       probability of the null class in training (class-conditional)
-  method.sampler ["ancestral"]     "ancestral", "ddim" or "dpm_solver_pp"
-  method.sample_steps [100]        kept steps of the respaced chain
-  method.eta [0.0]                 DDIM eta
-  method.guidance_scale [1.0]      classifier-free guidance w (1 = plain conditional)
-  method.x0_transform ["clip"]     "none", "clip" or "dynamic" (Imagen thresholding)
-  method.threshold_quantile [0.995]  dynamic thresholding percentile
+Config: data.resolution (the image side), model.* (a unet preset or architecture;
+learn_sigma is set from method.variance) and the method fields of DDPMSettings:
 """
 
-import jax
+import dataclasses
+
 import jax.numpy as jnp
 
 from jaxdiff.core.losses import denoising_loss, hybrid_loss
-from jaxdiff.core.predictions import PARAMETERIZATIONS
 from jaxdiff.core.samplers import DDPM_VARIANCES
-from jaxdiff.core.schedules import discrete_logsnr_fn
-from jaxdiff.methods import common, register
-from jaxdiff.methods.base import Method
+from jaxdiff.methods import register
+from jaxdiff.methods.base import BuildInputs, Method
+from jaxdiff.methods.gaussian import base_schedule, gaussian_training_forward, shift_for
+from jaxdiff.methods.network import create_network, init_fn_for, num_classes
+from jaxdiff.methods.sampler import gaussian_noise_start, gaussian_run_fn, make_sample_fn
+from jaxdiff.methods.settings import (GaussianSettings, number_in, one_of, replace_default,
+                                      setting)
 
-DEFAULTS = dict(common.SAMPLER_DEFAULTS, num_timesteps=1000, beta_schedule="linear",
-                parameterization="eps", variance="fixedsmall", vlb_weight=0.001,
-                label_dropout=0.1)
+
+@dataclasses.dataclass(frozen=True)
+class DDPMSettings(GaussianSettings):
+    schedule: str = replace_default(GaussianSettings, "schedule", "linear_betas")
+    variance: str = setting("fixedsmall", "'fixedsmall', 'fixedlarge' or 'learned_range' "
+                            "(improved DDPM)", one_of(*DDPM_VARIANCES))
+    vlb_weight: float = setting(0.001, "lambda of L_hybrid (learned_range only)",
+                                number_in(0.0))
+
+    def check_together(self) -> None:
+        super().check_together()
+        if not self.is_discrete():
+            raise ValueError(f"method.schedule must be a discrete T-step chain for DDPM "
+                             f"('linear_betas' or 'cosine_betas'), got {self.schedule!r}.")
+        if self.variance == "learned_range" and (self.shift_base_resolution
+                                                 or self.prior_shift_base_resolution):
+            raise ValueError("method.variance 'learned_range' needs the unshifted chain: set "
+                             "method.shift_base_resolution and prior_shift_base_resolution "
+                             "to 0.")
 
 
-def build(config) -> Method:
-    """The DDPM method described by config (see the module docstring for the fields)."""
-    values = common.settings(config, DEFAULTS)
-    parameterization, variance = values["parameterization"], values["variance"]
-    common.check_choice("parameterization", parameterization, PARAMETERIZATIONS)
-    common.check_choice("variance", variance, DDPM_VARIANCES)
-    common.check_range("label_dropout", values["label_dropout"], 0.0, 1.0)
-    common.check_range("vlb_weight", values["vlb_weight"], low=0.0)
-    sampling = common.SamplerSettings.from_settings(values)
-    num_timesteps = values["num_timesteps"]
-    alpha_bar = common.discrete_alphas_cumprod(values["beta_schedule"], num_timesteps)
-    schedule = common.GaussianSchedule(discrete_logsnr_fn(alpha_bar), num_timesteps)
-    times = schedule.sampling_times(sampling.num_steps)
+__doc__ += DDPMSettings.describe()
+
+
+def build(inputs: BuildInputs) -> Method:
+    """The DDPM method of the inputs (module docstring)."""
+    settings, resolution = inputs.settings, inputs.resolution
+    parameterization, variance = settings.parameterization, settings.variance
+    schedule = shift_for(base_schedule(settings), settings, resolution, resolution)
+    num_timesteps = schedule.num_timesteps
 
     learned = variance == "learned_range"
-    model = common.create_model(config, "unet", learn_sigma=learned)
-    resolution = common.image_resolution(config)
+    model = create_network(inputs, "unet", learn_sigma=learned)
     channels = model.out_channels
-    num_classes = common.num_classes_of(model)
+    classes = num_classes(model)
 
     def split_variance(output):
         """(prediction, variance output v) from the 2C channels of a learned-variance UNet."""
@@ -72,39 +73,35 @@ def build(config) -> Method:
 
     def loss_fn(apply_fn, params, batch, rng):
         x0 = batch["image"]
-        t, logsnr, noise, x_t, output = common.gaussian_training_forward(
-            apply_fn, params, batch, rng, schedule, num_classes, values["label_dropout"])
+        t, logsnr, noise, x_t, output = gaussian_training_forward(
+            apply_fn, params, batch, rng, schedule, classes, settings.label_dropout)
         if not learned:
             loss = jnp.mean(denoising_loss(parameterization, output, x0, noise, logsnr))
             return loss, {"mse": loss}
         prediction, variance_output = split_variance(output)
         steps = jnp.round(t * num_timesteps).astype(jnp.int32) - 1
         per_sample, vlb = hybrid_loss(parameterization, prediction, variance_output, x0, noise,
-                                      x_t, steps, alpha_bar, values["vlb_weight"])
+                                      x_t, steps, schedule.alphas_cumprod, settings.vlb_weight)
         mse = jnp.mean(denoising_loss(parameterization, prediction, x0, noise, logsnr))
         return jnp.mean(per_sample), {"mse": mse, "vlb_bits_per_dim": jnp.mean(vlb)}
 
-    ancestral_learned = learned and sampling.sampler == "ancestral"
+    ancestral_learned = learned and settings.sampler == "ancestral"
     if ancestral_learned:
         postprocess = split_variance
     elif learned:
         postprocess = lambda output: split_variance(output)[0]
     else:
-        postprocess = lambda output: output
+        postprocess = None
 
-    def sample_fn(apply_fn, params, rng, num_samples, labels=None):
-        label_key, noise_key, sample_key = jax.random.split(rng, 3)
-        labels = common.sampling_labels(label_key, labels, num_samples, num_classes)
-        denoise = common.network_denoiser(apply_fn, params, labels, num_classes,
-                                          sampling.guidance_scale, postprocess,
-                                          variance_output=ancestral_learned)
-        x_T = jax.random.normal(noise_key, (num_samples, resolution, resolution, channels))
-        samples = common.gaussian_sample(sampling, denoise, sample_key, x_T, schedule.logsnr_fn,
-                                         times, parameterization, variance)
-        return common.to_image_range(samples)
-
+    sample_fn = make_sample_fn(
+        num_classes=classes, guidance_scale=settings.guidance_scale,
+        start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
+        run_fn=gaussian_run_fn(settings, schedule.logsnr_fn,
+                               schedule.sampling_times(settings.sample_steps), variance),
+        postprocess=postprocess, variance_output=ancestral_learned)
     example = jnp.zeros((1, resolution, resolution, channels), jnp.float32)
-    return Method("ddpm", model, common.init_fn_for(model, example), loss_fn, sample_fn)
+    return Method("ddpm", model, init_fn_for(model, example), loss_fn, sample_fn,
+                  num_classes=classes)
 
 
-register("ddpm", build, DEFAULTS)
+register("ddpm", DDPMSettings, build)

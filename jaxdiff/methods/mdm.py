@@ -3,9 +3,9 @@ reference apple/ml-mdm) on the NestedUNet of jaxdiff.models.nested_unet.
 
 The image x (side d, the highest active level) becomes the pyramid [D^{f_k}(x)] of average-pooled
 copies (processes.image_pyramid), one per active level, highest resolution first; the level
-factors come from the model: level k + 1 is 2^(len(channels[k]) - 1) times smaller than level k.
-All levels share the time t and get independent noise, each with its own schedule, the base
-schedule shifted for its side s_k (schedules.resolution_shift):
+sides come from the network (NestedUNet.level_sides). All levels share the time t and get
+independent noise, each with its own schedule, the base schedule shifted for its side s_k
+(schedules.resolution_shift):
     logSNR_k(t) = logSNR_base(t) - shift_power * log(s_k / shift_base_resolution),
 so that the higher resolutions are noised more at the same t (MDM sec. 3.1; ml-mdm's shifted
 schedule). The loss is the nested loss sum_k w_k L_k (core.losses.nested_denoising_loss) of the
@@ -14,63 +14,79 @@ v (default), eps or x0 targets.
 Mixed resolution (MDM sec. 3.3, ml-mdm's mixed_ratio): with mixed_ratio "a:b" (one number per
 active level) level k is trained on the first b_k = floor(B * c_k) samples of the batch,
 c = cumsum(ratio) / sum(ratio), so "2:1" trains the outer level on 2/3 of the batch and the
-inner one on all of it; the NestedUNet runs each level on its prefix, and each level's loss is
-the mean over its own rows (mask m_i = [i < b_k] with weight B / b_k).
+inner one on all of it; the NestedUNet runs each level on its prefix
+(nested_unet.mixed_resolution_pyramid), and each level's loss is the mean over its own rows
+(mask m_i = [i < b_k] with weight B / b_k, nested_unet.mixed_resolution_mask).
 
 Progressive training is a change of config: `active_levels` = n trains and samples only the n
-innermost levels of the same network (the parameters params["inner"]...; the outer levels are
-unused and get zero gradients), with data.resolution the side of the highest active level. A
-64 px stage (active_levels 1, data.resolution 64) and then the 64 -> 256 stage (active_levels 2,
+innermost levels of the same network (NestedUNet.innermost_apply; the outer levels are unused
+and get zero gradients), with data.resolution the side of the highest active level. A 64 px
+stage (active_levels 1, data.resolution 64) and then the 64 -> 256 stage (active_levels 2,
 data.resolution 256, init_from the first stage) share one parameter tree.
 
 Sampling runs any Gaussian sampler jointly over the pyramid (a list state, one schedule per
 level); CLIP thresholding is ml-mdm's default. Returns the list of levels, highest first, clipped
 to [-1, 1].
 
-Config fields read (defaults in brackets):
-  data.resolution                    side of the highest active level (required)
-  model.name ["nested_unet"], model.preset ["tiny"], other model.* fields override the preset
-  method.active_levels [0]           number of innermost levels trained and sampled; 0 = all
-  method.schedule ["cosine"]         base schedule: "cosine" or "linear" (discrete, T steps;
-                                     ml-mdm's DEEPFLOYD cosine) or "continuous_cosine"
-  method.num_timesteps [1000]        T of a discrete base schedule
-  method.logsnr_min [-15.0], method.logsnr_max [15.0]   clip of "continuous_cosine"
-  method.shift_power [2.0]           power of the per-level resolution shift
-  method.shift_base_resolution [0]   side whose schedule is the base one; 0 = the innermost level
-  method.parameterization ["v"]
-  method.level_weights [()]          one loss weight per active level, highest first; () = all 1
-  method.mixed_ratio [""]            e.g. "2:1": per-level batch fractions; "" = full batches
-  method.label_dropout [0.1]
-  method.sampler ["ancestral"], method.sample_steps [100], method.eta [0.0],
-  method.guidance_scale [1.0], method.x0_transform ["clip"], method.threshold_quantile [0.995]
+Config: data.resolution (the side of the highest active level), model.* (a nested_unet preset
+or architecture) and the method fields of MDMSettings:
 """
 
+import dataclasses
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.core.labels import training_labels
 from jaxdiff.core.losses import denoising_loss, nested_denoising_loss
-from jaxdiff.core.predictions import PARAMETERIZATIONS
 from jaxdiff.core.processes import (corrupt_pyramid, image_pyramid, pyramid_logsnrs,
                                     pyramid_noise)
-from jaxdiff.core.schedules import resolution_shift
-from jaxdiff.methods import common, register
-from jaxdiff.methods.base import Method
+from jaxdiff.methods import register
+from jaxdiff.methods.base import BuildInputs, Method
+from jaxdiff.methods.gaussian import base_schedule, shift_for
+from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
+                                     training_apply)
+from jaxdiff.methods.sampler import gaussian_noise_start, gaussian_run_fn, make_sample_fn
+from jaxdiff.methods.settings import (GaussianSettings, number_in, replace_default, setting)
+from jaxdiff.models.nested_unet import mixed_resolution_mask, mixed_resolution_pyramid
 
-DEFAULTS = dict(common.SAMPLER_DEFAULTS, active_levels=0, schedule="cosine", num_timesteps=1000,
-                logsnr_min=-15.0, logsnr_max=15.0, shift_power=2.0, shift_base_resolution=0,
-                parameterization="v", level_weights=(), mixed_ratio="", label_dropout=0.1)
+
+def parse_ratio(mixed_ratio: str) -> list:
+    """"2:1" -> [2.0, 1.0]; ValueError unless positive numbers joined by ':'."""
+    try:
+        parts = [float(part) for part in str(mixed_ratio).split(":")]
+    except ValueError:
+        parts = []
+    if not parts or min(parts) <= 0:
+        raise ValueError(f"method.mixed_ratio must be positive numbers joined by ':', one per "
+                         f"active level (e.g. '2:1'), got {mixed_ratio!r}.")
+    return parts
 
 
-def level_factors(channels) -> list:
-    """Downsampling factor of every level relative to the outermost: f_0 = 1,
-    f_{k+1} = f_k 2^(len(channels[k]) - 1)."""
-    factors = [1]
-    for level_channels in channels[:-1]:
-        factors.append(factors[-1] * 2 ** (len(level_channels) - 1))
-    return factors
+def check_ratio(name, value) -> None:
+    if value:
+        parse_ratio(value)
+
+
+def check_weights(name, value) -> None:
+    if any(isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0 for w in value):
+        raise ValueError(f"method.{name} must be non-negative numbers, got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MDMSettings(GaussianSettings):
+    schedule: str = replace_default(GaussianSettings, "schedule", "cosine_betas")
+    parameterization: str = replace_default(GaussianSettings, "parameterization", "v")
+    active_levels: int = setting(0, "innermost levels trained and sampled; 0 = all",
+                                 number_in(0, integer=True))
+    level_weights: tuple = setting((), "one loss weight per active level, highest first; "
+                                   "() = all 1", check_weights)
+    mixed_ratio: str = setting("", "per-level batch fractions, e.g. '2:1'; '' = full batches",
+                               check_ratio)
+
+
+__doc__ += MDMSettings.describe()
 
 
 def mixed_batch_sizes(mixed_ratio: str, num_levels: int, batch_size: int) -> list:
@@ -78,102 +94,90 @@ def mixed_batch_sizes(mixed_ratio: str, num_levels: int, batch_size: int) -> lis
     all B when mixed_ratio is empty. Example: "2:1" with B = 6 gives [4, 6]."""
     if not mixed_ratio:
         return [batch_size] * num_levels
-    fractions = np.cumsum(parse_ratio(mixed_ratio, num_levels))
+    fractions = np.cumsum(parse_ratio(mixed_ratio))
     sizes = [int(math.floor(batch_size * f / fractions[-1] + 1e-9)) for f in fractions]
     if sizes[0] < 1:
-        raise ValueError(f"mixed_ratio {mixed_ratio!r} leaves the outer level no sample of a "
-                         f"batch of {batch_size}.")
+        raise ValueError(f"method.mixed_ratio {mixed_ratio!r} leaves the outer level no sample "
+                         f"of a batch of {batch_size}.")
     return sizes
 
 
-def parse_ratio(mixed_ratio: str, num_levels: int) -> list:
-    """"2:1" -> [2.0, 1.0], checked to have one positive number per level."""
-    try:
-        parts = [float(part) for part in str(mixed_ratio).split(":")]
-    except ValueError:
-        parts = []
-    if len(parts) != num_levels or min(parts) <= 0:
-        raise ValueError(f"mixed_ratio must be {num_levels} positive numbers joined by ':' (one "
-                         f"per active level), got {mixed_ratio!r}.")
-    return parts
+def active_levels(settings: MDMSettings, model) -> int:
+    """The number of active levels, checked against the network and the per-level settings."""
+    active = settings.active_levels or model.depth
+    if active > model.depth:
+        raise ValueError(f"method.active_levels must be 0 (all) or at most the network's "
+                         f"{model.depth} levels, got {active}.")
+    if settings.level_weights and len(settings.level_weights) != active:
+        raise ValueError(f"method.level_weights needs one weight per active level ({active}), "
+                         f"got {settings.level_weights}.")
+    if settings.mixed_ratio and len(parse_ratio(settings.mixed_ratio)) != active:
+        raise ValueError(f"method.mixed_ratio needs one number per active level ({active}), "
+                         f"got {settings.mixed_ratio!r}.")
+    return active
 
 
-def build(config) -> Method:
-    """The Matryoshka diffusion method described by config (see the module docstring)."""
-    values = common.settings(config, DEFAULTS)
-    parameterization = values["parameterization"]
-    common.check_choice("parameterization", parameterization, PARAMETERIZATIONS)
-    common.check_range("label_dropout", values["label_dropout"], 0.0, 1.0)
-    sampling = common.SamplerSettings.from_settings(values)
-    schedule = common.base_schedule(values["schedule"], values["num_timesteps"],
-                                    values["logsnr_min"], values["logsnr_max"])
-    times = schedule.sampling_times(sampling.num_steps)
+def check_resolution(resolution: int, model, active: int) -> None:
+    factor = model.innermost(active).level_factors[-1]
+    if resolution % factor:
+        raise ValueError(f"data.resolution {resolution} is not divisible by {factor}, the "
+                         "factor between the highest and the innermost active level.")
 
-    model = common.create_model(config, "nested_unet")
-    depth = model.depth
-    active = values["active_levels"] or depth
-    common.check_range("active_levels", active, 1, depth, integer=True)
-    first = depth - active
-    # The network of the active levels: the model itself, or its nested inner model (whose
-    # parameters are params["inner"] applied `first` times).
-    active_model = model if first == 0 else model.clone(
-        channels=tuple(model.channels)[first:],
-        num_res_blocks=tuple(model.num_res_blocks)[first:],
-        attention_layers=tuple(model.attention_layers)[first:])
 
-    resolution = common.image_resolution(config)
-    factors = level_factors(tuple(active_model.channels))
-    if resolution % factors[-1]:
-        raise ValueError(f"data.resolution {resolution} is not divisible by the innermost level "
-                         f"factor {factors[-1]}.")
-    sides = [resolution // factor for factor in factors]
-    base_side = values["shift_base_resolution"] or sides[-1]
-    common.check_range("shift_base_resolution", base_side, low=1)
-    level_schedules = [
-        (lambda t, side=side: resolution_shift(schedule.logsnr_fn(t), side, base_side,
-                                               values["shift_power"]))
-        for side in sides]
-    level_weights = tuple(values["level_weights"]) or (1.0,) * active
-    if len(level_weights) != active:
-        raise ValueError(f"level_weights needs one weight per active level ({active}), got "
-                         f"{level_weights}.")
-    if values["mixed_ratio"]:
-        parse_ratio(values["mixed_ratio"], active)
-    channels = model.out_channels
-    num_classes = common.num_classes_of(model)
+def build(inputs: BuildInputs) -> Method:
+    """The Matryoshka diffusion method of the inputs (module docstring)."""
+    settings, resolution = inputs.settings, inputs.resolution
+    model = create_network(inputs, "nested_unet")
+    active = active_levels(settings, model)
+    check_resolution(resolution, model, active)
+    all_sides = model.level_sides(resolution, model.depth - active)
+    sides = all_sides[model.depth - active:]
+    base = base_schedule(settings)
+    logsnr_fns = [shift_for(base, settings, side, sides[-1]).logsnr_fn for side in sides]
+    loss_fn = nested_loss_fn(settings, base, logsnr_fns, sides, num_classes(model))
 
     def active_apply(apply_fn):
         """The apply of the active levels: apply_fn itself when every level is active."""
-        if first == 0:
-            return apply_fn
+        return apply_fn if active == model.depth else model.innermost_apply(active)
 
-        def apply(variables, x, t, **kwargs):
-            params = variables["params"]
-            for _ in range(first):
-                params = params["inner"]
-            return active_model.apply({"params": params}, x, t, **kwargs)
+    channels = model.out_channels
+    sample_pyramid = make_sample_fn(
+        num_classes=num_classes(model), guidance_scale=settings.guidance_scale,
+        start_fn=gaussian_noise_start(lambda n: [(n, side, side, channels) for side in sides]),
+        run_fn=gaussian_run_fn(settings, logsnr_fns, base.sampling_times(settings.sample_steps)))
+    example = [jnp.zeros((1, side, side, channels), jnp.float32) for side in all_sides]
+    return Method(
+        "mdm", model, init_fn_for(model, example),
+        loss_fn=lambda apply_fn, *args: loss_fn(active_apply(apply_fn), *args),
+        sample_fn=lambda apply_fn, *args: sample_pyramid(active_apply(apply_fn), *args),
+        num_classes=num_classes(model))
 
-        return apply
+
+def nested_loss_fn(settings: MDMSettings, base, logsnr_fns, sides, classes: int):
+    """loss_fn(apply_fn of the active levels, params, batch, rng): the nested loss on mixed
+    batches (module docstring)."""
+    parameterization = settings.parameterization
+    level_weights = tuple(settings.level_weights) or (1.0,) * len(sides)
+    factors = [sides[0] // side for side in sides]
 
     def loss_fn(apply_fn, params, batch, rng):
         x0 = batch["image"]
         batch_size = x0.shape[0]
-        label_key, time_key, noise_key, dropout_key = jax.random.split(rng, 4)
-        labels = common.training_labels(label_key, batch, num_classes, values["label_dropout"])
+        keys = loss_keys(rng)
+        labels = training_labels(keys.labels, batch, classes, settings.label_dropout)
         pyramid = image_pyramid(x0, factors)
-        noises = pyramid_noise(noise_key, pyramid)
-        t = schedule.training_times(time_key, batch_size)
-        logsnrs = pyramid_logsnrs(level_schedules, t)
-        x_t = corrupt_pyramid(pyramid, noises, logsnrs)
-        sizes = mixed_batch_sizes(values["mixed_ratio"], active, batch_size)
-        outputs = common.training_apply(active_apply(apply_fn), params,
-                                        [x[:size] for x, size in zip(x_t, sizes)], t, labels,
-                                        dropout_key)
+        noises = pyramid_noise(keys.noise, pyramid)
+        t = base.training_times(keys.time, batch_size)
+        logsnrs = pyramid_logsnrs(logsnr_fns, t)
+        sizes = mixed_batch_sizes(settings.mixed_ratio, len(sides), batch_size)
+        x_t = mixed_resolution_pyramid(corrupt_pyramid(pyramid, noises, logsnrs), sizes)
+        outputs = training_apply(apply_fn, params, x_t, t, labels, keys.dropout)
         # Each level's output covers its first `size` rows; pad to B and weight the rows so
         # that the batch mean is the mean over the level's own rows.
         padded = [jnp.pad(out, ((0, batch_size - out.shape[0]),) + ((0, 0),) * 3)
                   for out in outputs]
-        row_weights = [(jnp.arange(batch_size) < size) * (batch_size / size) for size in sizes]
+        row_weights = [mixed_resolution_mask(batch_size, size) * (batch_size / size)
+                       for size in sizes]
         per_sample = nested_denoising_loss(parameterization, padded, pyramid, noises, logsnrs,
                                            level_weights, row_weights)
         metrics = {
@@ -183,24 +187,7 @@ def build(config) -> Method:
                                                          logsnrs, sizes)}
         return jnp.mean(per_sample), metrics
 
-    def sample_fn(apply_fn, params, rng, num_samples, labels=None):
-        label_key, noise_key, sample_key = jax.random.split(rng, 3)
-        labels = common.sampling_labels(label_key, labels, num_samples, num_classes)
-        denoise = common.network_denoiser(active_apply(apply_fn), params, labels, num_classes,
-                                          sampling.guidance_scale)
-        x_T = pyramid_noise(noise_key, [jnp.zeros((num_samples, side, side, channels))
-                                        for side in sides])
-        samples = common.gaussian_sample(sampling, denoise, sample_key, x_T, level_schedules,
-                                         times, parameterization)
-        return common.to_image_range(samples)
-
-    # The whole network is initialised (inactive outer levels included), at the sides the
-    # active levels imply for them.
-    full_factors = level_factors(tuple(model.channels))
-    outer_side = resolution * full_factors[first]
-    example = [jnp.zeros((1, outer_side // f, outer_side // f, channels), jnp.float32)
-               for f in full_factors]
-    return Method("mdm", model, common.init_fn_for(model, example), loss_fn, sample_fn)
+    return loss_fn
 
 
-register("mdm", build, DEFAULTS)
+register("mdm", MDMSettings, build)

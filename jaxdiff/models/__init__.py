@@ -23,22 +23,43 @@ NETWORK_MODULES = {
 }
 
 
-def create(model_config, **forced):
+# The preset of a model config that gives its whole architecture itself.
+CUSTOM_PRESET = "custom"
+
+
+def architecture_fields(module) -> set:
+    """The constructor arguments every preset of a network sets (its shape: widths, depths,
+    attention placement): what a custom model config must give."""
+    return set.intersection(*(set(preset) for preset in module.PRESETS.values()))
+
+
+def create(model_config, *, network=None, **forced):
     """The network a model config describes.
 
-    model_config (a dict or ConfigDict): `name` (a key of NETWORK_MODULES), `preset` (a key of
-    that module's PRESETS, default "tiny") and any constructor argument, which overrides the
+    model_config (a dict or ConfigDict): `name` (a key of NETWORK_MODULES; may be left out when
+    `network` names it), `preset` (required: a key of that module's PRESETS, or "custom" with
+    every field of architecture_fields given) and any constructor argument, which overrides the
     preset's. `forced` arguments (set by a method, e.g. learn_sigma) win over both.
     """
     fields = dict(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
-    name = fields.pop("name", None)
+    name = fields.pop("name", network)
+    if network is not None and name != network:
+        raise ValueError(f"This method needs the {network!r} network, but config.model.name is "
+                         f"{name!r}.")
     if name not in NETWORK_MODULES:
         raise ValueError(f"Unknown network {name!r}; expected one of {sorted(NETWORK_MODULES)}.")
     module = importlib.import_module(NETWORK_MODULES[name])
-    preset = fields.pop("preset", "tiny")
+    presets = sorted(module.PRESETS) + [CUSTOM_PRESET]
+    preset = fields.pop("preset", None)
+    if preset == CUSTOM_PRESET:
+        missing = sorted(architecture_fields(module) - set(fields))
+        if missing:
+            raise ValueError(f"config.model.preset 'custom' needs every architecture field of "
+                             f"the {name} network; missing {missing}.")
+        return module.create(**{**fields, **forced})
     if preset not in module.PRESETS:
-        raise ValueError(f"Unknown {name} preset {preset!r}; expected one of "
-                         f"{sorted(module.PRESETS)}.")
+        raise ValueError(f"config.model.preset must be one of {presets} for the {name} network, "
+                         f"got {preset!r}.")
     return module.create(**{**module.PRESETS[preset], **fields, **forced})
 
 

@@ -35,7 +35,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxdiff.core.arrays import expand_to
-from jaxdiff.models.layers import Conv, Dtype, attention_weights, create_module
+from jaxdiff.models.attention import attention_weights
+from jaxdiff.models.layers import Conv, Dtype, create_module
 from jaxdiff.models.unet import UNetBase, UNetDecoder, UNetEncoder
 
 

@@ -41,23 +41,18 @@ inner levels alone), and the model returns each level with its own batch size. T
 k is the mean over its b_k rows; written on full-size arrays that is the mask
 m_i = [i < b_k] with the sum divided by b_k (`mixed_resolution_mask`).
 
-Parameter counts (`count_parameters`, from `jax.eval_shape`; text context (B, 128, 2048) of
-FLAN-T5-XL as in the reference configs; asserted in tests/models/test_paper_scale.py):
-    mdm_64         493,429,763   reference 461,359,107
-    mdm_256        507,371,846   reference 476,613,958
-    mdm_1024       510,415,177   reference 480,970,057
-The reference counts are of apple/ml-mdm's PyTorch modules for configs/models/cc12m_{64x64,
-256x256,1024x1024}.yaml. Differences, all accounted for to the parameter:
+Parameter counts (`count_parameters`, text context (B, 128, 2048) of FLAN-T5-XL as in the
+reference configs): mdm_64 493,429,763, mdm_256 507,371,846, mdm_1024 510,415,177; apple/ml-mdm's
+PyTorch modules (configs/models/cc12m_*.yaml) count 461,359,107 / 476,613,958 / 480,970,057.
+tests/models/test_paper_scale.py asserts the differences, all accounted for to the parameter:
   * +33,382,400: cross-attention. The reference lets text keys/values join the self-attention's
-    query and output projection (one q and one proj_out per block); layers.AttentionBlock gives
-    cross-attention its own GroupNorm, query and output projections: 2 C^2 + 4 C more per block,
-    over 5 blocks of 512 and 26 of 768 channels (2*512^2+4*512)*5 + (2*768^2+4*768)*26.
-  * -1,312,768 per level: no micro-conditioning MLP ("scale:64/256/1024" in the reference;
-    jaxdiff has no image-size conditioning).
-  * +1,024: the pooled-context projection has a bias (layers.ConditioningEmbedding).
-Also different and parameter-free: outer levels do not divide their input by its standard
-deviation (the reference does it for the 256 level inside the 1024 model only; dropping it keeps
-every inner level identical to the standalone model).
+    query and output projection; attention.AttentionBlock gives cross-attention its own GroupNorm,
+    query and output projections: (2*512^2+4*512)*5 + (2*768^2+4*768)*26 more.
+  * -1,312,768 per level: no micro-conditioning MLP (the reference's "scale:64/256/1024").
+  * +1,024: the pooled-context projection has a bias (conditioning.ConditioningEmbedding).
+Parameter-free: outer levels do not divide their input by its standard deviation (the reference
+does so for the 256 level inside the 1024 model only), so every inner level equals its
+standalone model.
 """
 
 import dataclasses
@@ -68,99 +63,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff import models
-from jaxdiff.models.layers import (AttentionBlock, ConditioningEmbedding, Conv, Dense, Downsample,
-                                   Dtype, FeedForward, OutputHead, ResBlock, TimeEmbedding,
-                                   Upsample, create_module, remat_if)
-
-
-@dataclasses.dataclass(frozen=True)
-class Blocks:
-    """Settings shared by every block of a NestedUNet, and constructors for those blocks."""
-
-    num_heads: int
-    head_channels: Optional[int]
-    feed_forward: bool
-    dropout: float
-    num_groups: int
-    remat: bool
-    dtype: Dtype
-    param_dtype: Dtype
-
-    def kwargs(self):
-        return dict(dtype=self.dtype, param_dtype=self.param_dtype)
-
-    def res_block(self, features: int, name: str):
-        block = remat_if(ResBlock, self.remat, static_argnums=(3,))
-        return block(features, dropout=self.dropout, num_groups=self.num_groups, name=name,
-                     **self.kwargs())
-
-    def attention(self, h, context, train: bool, name: str):
-        """AttentionBlock (self + optional cross), then a FeedForward when feed_forward."""
-        block = remat_if(AttentionBlock, self.remat)
-        h = block(num_heads=self.num_heads, head_channels=self.head_channels,
-                  num_groups=self.num_groups, name=name, **self.kwargs())(h, context)
-        if self.feed_forward:
-            ffn = remat_if(FeedForward, self.remat, static_argnums=(2,))
-            h = ffn(dropout=self.dropout, name=f"{name}_ffn", **self.kwargs())(h, train)
-        return h
-
-
-class LevelEncoder(nn.Module):
-    """Down path of one level: returns the lowest-resolution features and every skip."""
-
-    channels: Sequence[int]
-    num_res_blocks: Sequence[int]
-    attention_layers: Sequence[int]
-    blocks: Blocks
-
-    @nn.compact
-    def __call__(self, h, emb, context, train: bool):
-        skips = [h]
-        last = len(self.channels) - 1
-        for res, features in enumerate(self.channels):
-            for index in range(self.num_res_blocks[res]):
-                h = self.blocks.res_block(features, f"res_{res}_{index}")(h, emb, train)
-                for layer in range(self.attention_layers[res]):
-                    h = self.blocks.attention(h, context, train, f"attn_{res}_{index}_{layer}")
-                skips.append(h)
-            if res < last:
-                h = Downsample(features, name=f"down_{res}", **self.blocks.kwargs())(h)
-                skips.append(h)
-        return h, skips
-
-
-class LevelDecoder(nn.Module):
-    """Up path of one level: consumes the encoder's skips, returns C_0-channel features."""
-
-    channels: Sequence[int]
-    num_res_blocks: Sequence[int]
-    attention_layers: Sequence[int]
-    blocks: Blocks
-
-    @nn.compact
-    def __call__(self, h, skips, emb, context, train: bool):
-        skips = list(skips)
-        for res in reversed(range(len(self.channels))):
-            for index in range(self.num_res_blocks[res] + 1):
-                h = jnp.concatenate([h, skips.pop().astype(h.dtype)], axis=-1)
-                h = self.blocks.res_block(self.channels[res], f"res_{res}_{index}")(h, emb, train)
-                for layer in range(self.attention_layers[res]):
-                    h = self.blocks.attention(h, context, train, f"attn_{res}_{index}_{layer}")
-            if res > 0:
-                h = Upsample(h.shape[-1], name=f"up_{res}", **self.blocks.kwargs())(h)
-        return h
-
-
-class MiddleBlock(nn.Module):
-    """The core's middle: ResBlock, attention (with feed-forward), ResBlock."""
-
-    blocks: Blocks
-
-    @nn.compact
-    def __call__(self, h, emb, context, train: bool):
-        h = self.blocks.res_block(h.shape[-1], "res_0")(h, emb, train)
-        h = self.blocks.attention(h, context, train, "attn")
-        return self.blocks.res_block(h.shape[-1], "res_1")(h, emb, train)
+from jaxdiff.models.blocks import OutputHead
+from jaxdiff.models.conditioning import ConditioningEmbedding, TimeEmbedding
+from jaxdiff.models.layers import Conv, Dense, Dtype, create_module
+from jaxdiff.models.nested_levels import Blocks, LevelDecoder, LevelEncoder, MiddleBlock
 
 
 class NestedUNet(nn.Module):
@@ -194,6 +100,56 @@ class NestedUNet(nn.Module):
     @property
     def depth(self) -> int:
         return len(self.channels)
+
+    @property
+    def level_factors(self) -> tuple:
+        """Downsampling factor of every level relative to the outermost: f_0 = 1,
+        f_{k+1} = f_k 2^(len(channels[k]) - 1)."""
+        factors = [1]
+        for level_channels in self.channels[:-1]:
+            factors.append(factors[-1] * 2 ** (len(level_channels) - 1))
+        return tuple(factors)
+
+    def level_sides(self, side: int, level: int = 0) -> tuple:
+        """The side of every level when level `level` has side `side`; ValueError unless the
+        innermost side is a whole number."""
+        factors = self.level_factors
+        outer = side * factors[level]
+        if outer % factors[-1]:
+            raise ValueError(f"A side of {side} px at level {level} does not divide into the "
+                             f"levels of this NestedUNet (factors {factors}).")
+        return tuple(outer // factor for factor in factors)
+
+    def innermost(self, num_levels: int) -> "NestedUNet":
+        """The model of the num_levels innermost levels alone (progressive training); its
+        parameters are innermost_params of this model's."""
+        if not 1 <= num_levels <= self.depth:
+            raise ValueError(f"This NestedUNet has {self.depth} levels; cannot take the "
+                             f"{num_levels} innermost.")
+        drop = self.depth - num_levels
+        return self.clone(channels=tuple(self.channels)[drop:],
+                          num_res_blocks=tuple(self.num_res_blocks)[drop:],
+                          attention_layers=tuple(self.attention_layers)[drop:])
+
+    def innermost_params(self, params, num_levels: int):
+        """The parameters of innermost(num_levels): params["inner"] taken depth - num_levels
+        times."""
+        for _ in range(self.depth - num_levels):
+            params = params["inner"]
+        return params
+
+    def innermost_apply(self, num_levels: int):
+        """apply(variables, x, t, **kwargs) of the num_levels innermost levels, taking this
+        whole model's variables; x is the pyramid of those levels."""
+        if num_levels == self.depth:
+            return self.apply
+        inner = self.innermost(num_levels)
+
+        def apply(variables, x, t, **kwargs):
+            params = self.innermost_params(variables["params"], num_levels)
+            return inner.apply({"params": params}, x, t, **kwargs)
+
+        return apply
 
     def check_architecture(self):
         """Raise ValueError unless the per-level tuples describe a valid nesting."""

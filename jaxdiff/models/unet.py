@@ -36,8 +36,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff import models
-from jaxdiff.models.layers import (AttentionBlock, ConditioningEmbedding, Conv, Downsample, Dtype,
-                                   OutputHead, ResBlock, Upsample, create_module, remat_if)
+from jaxdiff.models.attention import AttentionBlock
+from jaxdiff.models.blocks import ConvResample, OutputHead, ResBlock
+from jaxdiff.models.conditioning import ConditioningEmbedding
+from jaxdiff.models.layers import Conv, Dtype, create_module, remat_if
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +121,8 @@ class UNetEncoder(nn.Module):
                 if arch.resblock_updown:
                     h = arch.res_block(h.shape[-1], "down", name=f"down_{level}")(h, emb, train)
                 else:
-                    h = Downsample(h.shape[-1], name=f"down_{level}", **arch.module_kwargs())(h)
+                    h = ConvResample(h.shape[-1], "down", name=f"down_{level}",
+                                     **arch.module_kwargs())(h)
                 skips.append(h)
             for index in range(arch.num_res_blocks):
                 h = arch.res_block(arch.base_channels * mult, name=f"res_{level}_{index}")(
@@ -147,7 +150,8 @@ class UNetDecoder(nn.Module):
                 if arch.resblock_updown:
                     h = arch.res_block(h.shape[-1], "up", name=f"up_{level}")(h, emb, train)
                 else:
-                    h = Upsample(h.shape[-1], name=f"up_{level}", **arch.module_kwargs())(h)
+                    h = ConvResample(h.shape[-1], "up", name=f"up_{level}",
+                                     **arch.module_kwargs())(h)
             for index in range(arch.num_res_blocks + 1):
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
                 h = arch.res_block(arch.base_channels * arch.channel_mult[level],
@@ -184,7 +188,7 @@ class UNetBase(nn.Module):
         return UNetArchitecture(**values)
 
     def conditioning(self, t, labels, context, time_scale: float = 1000.0):
-        """The (B, 4 C) conditioning vector; see layers.ConditioningEmbedding."""
+        """The (B, 4 C) conditioning vector; see conditioning.ConditioningEmbedding."""
         return ConditioningEmbedding(
             4 * self.base_channels, self.base_channels, num_classes=self.num_classes,
             use_context=self.use_context, time_scale=time_scale, dtype=self.dtype,

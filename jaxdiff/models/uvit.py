@@ -17,7 +17,8 @@ A UNet whose convolutional levels only carry the high resolutions, and whose low
                                    concat(h, skip)
       -> GN -> SiLU -> zero Conv3 to p^2 * out_channels -> depth_to_space(p)
 
-emb = MLP(sinusoidal(1000 t)) [+ class embedding] [+ pooled context] (layers.ConditioningEmbedding)
+emb = MLP(sinusoidal(1000 t)) [+ class embedding] [+ pooled context]
+(conditioning.ConditioningEmbedding)
 conditions every ResBlock (scale-shift) and is added once to the tokens. Dropout is set per
 level, so that it applies at the low resolutions only (the paper's finding 3). The transformer
 blocks are one `nn.scan` over stacked parameters (leading logical axis "layers", replicated by
@@ -47,9 +48,10 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxdiff.models.layers import (ConditioningEmbedding, Conv, Dense, Downsample, Dtype, Embed,
-                                   FeedForward, LayerNorm, MultiHeadAttention, OutputHead,
-                                   ResBlock, Upsample, create_module, remat_if)
+from jaxdiff.models.attention import FeedForward, MultiHeadAttention
+from jaxdiff.models.blocks import ConvResample, OutputHead, ResBlock
+from jaxdiff.models.conditioning import ConditioningEmbedding
+from jaxdiff.models.layers import Conv, Dense, Dtype, Embed, LayerNorm, create_module, remat_if
 
 
 def space_to_depth(x, patch_size: int):
@@ -188,7 +190,7 @@ class UViT(nn.Module):
                 h = self.res_block(features, self.dropout[level], f"down_res_{level}_{index}")(
                     h, emb, train)
                 skips.append(h)
-            h = Downsample(features, name=f"down_{level}", **kw)(h)
+            h = ConvResample(features, "down", name=f"down_{level}", **kw)(h)
 
         batch, height, width, features = h.shape
         positions = height * width
@@ -203,7 +205,7 @@ class UViT(nn.Module):
         h = Dense(features, name="from_tokens", **kw)(tokens).reshape(h.shape)
 
         for level in reversed(range(len(self.channels))):
-            h = Upsample(h.shape[-1], name=f"up_{level}", **kw)(h)
+            h = ConvResample(h.shape[-1], "up", name=f"up_{level}", **kw)(h)
             for index in range(self.num_res_blocks[level]):
                 h = jnp.concatenate([h, skips.pop().astype(h.dtype)], axis=-1)
                 h = self.res_block(self.channels[level], self.dropout[level],

@@ -16,6 +16,7 @@ import threading
 from typing import Any, Optional
 
 import grain
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
@@ -26,6 +27,10 @@ from jaxdiff.train.state import TrainState
 # else (learning rate, number of steps, mesh, logging, loss weights, sampler settings) may change
 # on resume or for sampling.
 MATCHING_ENTRIES = ("model", "method.name")
+
+
+class IncompatibleCheckpoint(ValueError):
+    """A checkpoint that this run cannot use (missing, or of another model), in one sentence."""
 
 
 def param_shapes(params: Any) -> dict[str, list]:
@@ -113,8 +118,9 @@ class Checkpointer:
     def check_compatible(self, step: int, current_meta: dict) -> None:
         errors = compatibility_errors(self.read_meta(step), current_meta)
         if errors:
-            raise ValueError(f"The checkpoint at step {step} in {self.directory} does not match "
-                             f"this run: {'; '.join(errors)}.")
+            raise IncompatibleCheckpoint(
+                f"The checkpoint at step {step} in {self.directory} does not match this run: "
+                f"{'; '.join(errors)}.")
 
     def restore(self, step: int, target_state: TrainState,
                 iterator: Optional[Any] = None) -> TrainState:
@@ -141,6 +147,25 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def read_init_params(init_from: str, current_meta: dict, target_params: Any) -> tuple[Any, Any]:
+    """(params, ema_params) of the latest checkpoint of the workdir `init_from`, placed as
+    target_params; IncompatibleCheckpoint if there is none or its parameters differ."""
+    source = Checkpointer(str(epath.Path(init_from) / "checkpoints"), keep=1, read_only=True)
+    try:
+        step = source.latest_step()
+        if step is None:
+            raise IncompatibleCheckpoint(f"init_from {init_from!r} has no checkpoint.")
+        errors = compatibility_errors(source.read_meta(step), current_meta, entries=())
+        if errors:
+            raise IncompatibleCheckpoint(f"init_from {init_from!r} has other parameters: "
+                                         f"{'; '.join(errors)}.")
+        params = source.restore_params(step, target_params)
+    finally:
+        source.close()
+    logging.info("Parameters initialised from %s step %d.", init_from, step)
+    return params
 
 
 class PreemptionWatch:

@@ -32,6 +32,7 @@ from absl import logging
 from clu import parameter_overview
 from etils import epath
 
+from jaxdiff import data
 from jaxdiff.methods.base import Method
 from jaxdiff.train import checkpoint as checkpoint_lib
 from jaxdiff.train import metrics as metrics_lib
@@ -56,7 +57,8 @@ def validate_config(config, num_devices: int, process_count: int) -> None:
     """Fails with one sentence on a config that cannot run on this topology."""
     sharding_lib.resolve_mesh_shape(dict(config.mesh), num_devices)
     sharding_lib.rules_from_config(config.sharding.rules)
-    state_lib.learning_rate_schedule(config.optimizer, config.num_steps)
+    state_lib.check_optimizer_config(config.optimizer)
+    state_lib.check_ema_decay(config.ema_decay)
     per_step = config.grad_accum_steps * num_devices
     if config.batch_size <= 0 or config.batch_size % per_step:
         raise ValueError(f"batch_size {config.batch_size} must be a positive multiple of "
@@ -134,80 +136,119 @@ def format_progress(step: int, num_steps: int, loss: float, steps_per_s: float,
             f"{steps_per_s * batch_size:.1f} images/s  ETA {eta}")
 
 
+def with_reference_images(config, method: Method, validated=None,
+                          mix_validated=None) -> Method:
+    """The method ready to sample: a method whose sampler starts from training images
+    (Method.reference_images > 0, cold diffusion) gets them read from config.data (and
+    config.mix_data; `validated` / `mix_validated` as in data.create_iterator) with the run's
+    seed, the same on every process; any other method is returned as it is."""
+    if not method.reference_images:
+        return method
+    images = data.read_reference_images(config.data, method.reference_images, seed=config.seed,
+                                        mix_config=config.get("mix_data"), validated=validated,
+                                        mix_validated=mix_validated)
+    return method.attach_reference(images, jax.random.PRNGKey(config.seed))
+
+
+class IntervalLog:
+    """Progress lines and TensorBoard scalars every log_every steps, with the images/s of the
+    train steps since the last log (time spent sampling is not counted)."""
+
+    def __init__(self, config, writer):
+        self.config, self.writer, self.logged = config, writer, []
+        self.start, self.steps = time.perf_counter(), 0
+
+    def step(self, step: int, metrics: dict) -> None:
+        self.steps += 1
+        config = self.config
+        if step % config.log_every and step != config.num_steps:
+            return
+        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        check_nonfinite(int(scalars["nonfinite_streak"]), step, config)
+        steps_per_s = self.steps / (time.perf_counter() - self.start)
+        scalars.update(steps_per_s=steps_per_s, images_per_s=steps_per_s * config.batch_size)
+        self.writer.write_scalars(step, scalars)
+        if jax.process_index() == 0:
+            logging.info(format_progress(step, config.num_steps, scalars["loss"], steps_per_s,
+                                         config.batch_size))
+        self.logged.append({"step": step, **scalars})
+        self.start, self.steps = time.perf_counter(), 0
+
+    def pause(self, seconds: float) -> None:
+        self.start += seconds
+
+
 def train(config, workdir: str, method: Method, iterator: Iterator[dict],
-          devices: Optional[Sequence[Any]] = None) -> TrainResult:
+          devices: Optional[Sequence[Any]] = None, run: Optional[Setup] = None) -> TrainResult:
     """Trains `method` on batches from `iterator` (process-local {"image": uint8, "label"}; a
     grain iterator whose state is checkpointed) on `devices` (default all), resuming from
-    `<workdir>/checkpoints`."""
-    process_index = jax.process_index()
+    `<workdir>/checkpoints`. `run` is setup(config, method, devices) when already built."""
     validate_config(config, len(devices or jax.devices()), jax.process_count())
     workdir = epath.Path(workdir)
-    run = setup(config, method, devices)
+    run = run or setup(config, method, devices)
     checkpointer = checkpoint_lib.Checkpointer(str(workdir / "checkpoints"),
                                                keep=config.checkpoint.keep,
                                                async_save=config.checkpoint.async_save)
-    writer = metrics_lib.create_writer(str(workdir / "tensorboard"), process_index)
-
+    writer = metrics_lib.create_writer(str(workdir / "tensorboard"), jax.process_index())
     state = restore_or_initialize(config, method, run, checkpointer, iterator)
-    start = int(state.step)
-    if start == 0 and process_index == 0:
-        overview = parameter_overview.get_parameter_overview(state.params)
-        logging.info("Parameters:\n%s", overview)
-        writer.write_text(0, "parameters", overview)
-
+    if int(state.step) == 0:
+        log_parameters(state.params, writer)
     train_step = step_lib.jit_train_step(
         step_lib.make_train_step(method, run.tx, run.schedule,
                                  accum_steps=config.grad_accum_steps,
                                  ema_decay=config.ema_decay, mesh=run.mesh),
         run.state_shardings, run.mesh)
-    sampler = (sampling.make_sampler(method, run.mesh, config.sample.num_samples)
-               if config.sample.every else None)
-    sample_key = jax.random.PRNGKey(config.sample.seed)
-    grid_columns = sampling.grid_columns(method, config.sample.num_samples)
+    grids = SampleGrids(config, with_reference_images(config, method), run.mesh, workdir,
+                        writer) if config.sample.every else None
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
     watch = checkpoint_lib.PreemptionWatch(checkpointer.manager)
-
-    logged, preempted = [], False
-    interval_start, interval_steps = time.perf_counter(), 0
+    log, preempted = IntervalLog(config, writer), False
     try:
-        for step in range(start + 1, config.num_steps + 1):
+        for step in range(int(state.step) + 1, config.num_steps + 1):
             state, metrics = train_step(state, to_global_batch(next(iterator), batch_sharding))
-            interval_steps += 1
-
-            if step % config.log_every == 0 or step == config.num_steps:
-                scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                check_nonfinite(int(scalars["nonfinite_streak"]), step, config)
-                elapsed = time.perf_counter() - interval_start
-                steps_per_s = interval_steps / elapsed
-                scalars.update(steps_per_s=steps_per_s,
-                               images_per_s=steps_per_s * config.batch_size)
-                writer.write_scalars(step, scalars)
-                if process_index == 0:
-                    logging.info(format_progress(step, config.num_steps, scalars["loss"],
-                                                 steps_per_s, config.batch_size))
-                logged.append({"step": step, **scalars})
-                interval_start, interval_steps = time.perf_counter(), 0
-
+            log.step(step, metrics)
             preempted = watch.reached(step)
             if preempted or step % config.checkpoint.every == 0 or step == config.num_steps:
                 checkpointer.save(step, state, iterator, run.meta)
             if preempted:
                 logging.warning("Preemption at step %d: checkpoint saved, stopping.", step)
                 break
-            if sampler is not None and step % config.sample.every == 0:
-                sampling_start = time.perf_counter()
-                samples = sampling.highest_resolution(sampler(state.ema_params, sample_key))
-                if process_index == 0:
-                    grid = sampling.write_grid(workdir / "samples" / f"step_{step:08d}.png",
-                                               samples, grid_columns)
-                    writer.write_images(step, {"samples": grid})
-                interval_start += time.perf_counter() - sampling_start  # not a train cost
+            if grids is not None and step % config.sample.every == 0:
+                log.pause(grids.write(step, state.ema_params))
     finally:
         checkpointer.wait()
         checkpointer.close()
         watch.close()
         writer.close()
-    return TrainResult(state=state, logged=logged, preempted=preempted)
+    return TrainResult(state=state, logged=log.logged, preempted=preempted)
+
+
+def log_parameters(params, writer) -> None:
+    """The parameter overview, in the log and TensorBoard (process 0)."""
+    if jax.process_index() == 0:
+        overview = parameter_overview.get_parameter_overview(params)
+        logging.info("Parameters:\n%s", overview)
+        writer.write_text(0, "parameters", overview)
+
+
+class SampleGrids:
+    """EMA sample grids in training: <workdir>/samples/step_<step>.png and TensorBoard."""
+
+    def __init__(self, config, method: Method, mesh, workdir: epath.Path, writer):
+        self.sampler = sampling.make_sampler(method, mesh, config.sample.num_samples)
+        self.key = jax.random.PRNGKey(config.sample.seed)
+        self.columns = sampling.grid_columns(method, config.sample.num_samples)
+        self.workdir, self.writer = workdir, writer
+
+    def write(self, step: int, ema_params) -> float:
+        """Samples and writes the grid of `step`; returns the seconds it took."""
+        start = time.perf_counter()
+        samples = sampling.highest_resolution(self.sampler(ema_params, self.key))
+        if jax.process_index() == 0:
+            grid = sampling.write_grid(self.workdir / "samples" / f"step_{step:08d}.png",
+                                       samples, self.columns)
+            self.writer.write_images(step, {"samples": grid})
+        return time.perf_counter() - start
 
 
 def check_nonfinite(streak: int, step: int, config) -> None:
@@ -228,40 +269,33 @@ def restore_or_initialize(config, method: Method, run: Setup,
         checkpointer.check_compatible(latest, run.meta)
         logging.info("Resuming from step %d in %s.", latest, checkpointer.directory)
         return checkpointer.restore(latest, run.abstract_state, iterator)
+    initial_params = (checkpoint_lib.read_init_params(config.init_from, run.meta,
+                                                      run.abstract_state.params)
+                      if config.init_from else None)
     state = initial_state(config, method, run)
-    if config.init_from:
-        source = checkpoint_lib.Checkpointer(
-            str(epath.Path(config.init_from) / "checkpoints"), keep=1, read_only=True)
-        source_step = source.latest_step()
-        if source_step is None:
-            raise ValueError(f"init_from {config.init_from!r} has no checkpoint.")
-        errors = checkpoint_lib.compatibility_errors(
-            source.read_meta(source_step), run.meta, entries=())
-        if errors:
-            raise ValueError(f"init_from {config.init_from!r} has other parameters: "
-                             f"{'; '.join(errors)}.")
-        params, ema_params = source.restore_params(source_step, run.abstract_state.params)
-        source.close()
-        logging.info("Parameters initialised from %s step %d.", config.init_from, source_step)
-        state = state.replace(params=params, ema_params=ema_params)
+    if initial_params is not None:
+        state = state.replace(params=initial_params[0], ema_params=initial_params[1])
     return state
 
 
 def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: int,
-                           devices: Optional[Sequence[Any]] = None) -> epath.Path:
+                           devices: Optional[Sequence[Any]] = None,
+                           run: Optional[Setup] = None) -> epath.Path:
     """`--mode=sample`: samples from the EMA parameters of the workdir's latest checkpoint
     (seed config.sample.seed), written by process 0 to <workdir>/samples; returns the .npz
-    path."""
+    path. `run` is setup(config, method, devices) when already built."""
     workdir = epath.Path(workdir)
-    run = setup(config, method, devices)
+    run = run or setup(config, method, devices)
     checkpointer = checkpoint_lib.Checkpointer(str(workdir / "checkpoints"), keep=1,
                                                read_only=True)
     step = checkpointer.latest_step()
     if step is None:
-        raise ValueError(f"There is no checkpoint to sample from in {workdir / 'checkpoints'}.")
+        raise checkpoint_lib.IncompatibleCheckpoint(
+            f"There is no checkpoint to sample from in {workdir / 'checkpoints'}.")
     checkpointer.check_compatible(step, run.meta)
     state = checkpointer.restore(step, run.abstract_state)
     checkpointer.close()
+    method = with_reference_images(config, method)
     sampler = sampling.make_sampler(method, run.mesh, num_samples)
     samples = sampling.highest_resolution(
         sampler(state.ema_params, jax.random.PRNGKey(config.sample.seed)))

@@ -10,7 +10,6 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from jaxdiff.methods import common
 from jaxdiff.methods.base import Method
 from jaxdiff.train import images as images_lib
 from jaxdiff.train import sharding as sharding_lib
@@ -23,14 +22,14 @@ MAX_CLASS_COLUMNS = 16
 def sample_labels(method: Method, num_samples: int):
     """Classes 0, 1, ..., C-1, 0, 1, ... for a class-conditional network (C classes), so that a
     grid of C columns shows one class per column; None for an unconditional one."""
-    num_classes = common.num_classes_of(method.model)
+    num_classes = method.num_classes
     return np.arange(num_samples, dtype=np.int32) % num_classes if num_classes else None
 
 
 def grid_columns(method: Method, num_samples: int):
     """C columns for a class-conditional network of C <= MAX_CLASS_COLUMNS classes, else None
     (a square grid)."""
-    num_classes = common.num_classes_of(method.model)
+    num_classes = method.num_classes
     return num_classes if 0 < num_classes <= min(MAX_CLASS_COLUMNS, num_samples) else None
 
 

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 import optax
+from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp")
@@ -62,17 +63,23 @@ def rules_from_config(rules: Optional[Sequence[Sequence[Any]]]) -> tuple:
 
 
 def spec_for_shape(shape: Sequence[int], logical_names: Optional[Sequence[Optional[str]]],
-                   rules: Sequence[Sequence[Any]], mesh: Mesh) -> PartitionSpec:
+                   rules: Sequence[Sequence[Any]], mesh: Mesh,
+                   fallbacks: Optional[list] = None) -> PartitionSpec:
     """The mesh PartitionSpec of one array: each dimension gets the mesh axis its logical name
-    maps to, unless the dimension is not divisible by that axis size or the axis is already
-    used by an earlier dimension; then the dimension is replicated."""
+    maps to, unless the dimension is not divisible by that axis size (then it is replicated and,
+    if `fallbacks` is a list, (logical name, size, axis) is appended to it) or the axis is
+    already used by an earlier dimension (then it is replicated)."""
     if logical_names is None:
         return PartitionSpec()
     rule_map = dict(rules)
     used, spec = set(), []
     for size, name in zip(shape, logical_names):
         axis = rule_map.get(name)
-        if axis is None or axis in used or size % mesh.shape[axis]:
+        if axis is not None and axis not in used and size % mesh.shape[axis]:
+            if fallbacks is not None:
+                fallbacks.append((name, size, axis))
+            axis = None
+        if axis is None or axis in used:
             spec.append(None)
         else:
             spec.append(axis)
@@ -83,16 +90,26 @@ def spec_for_shape(shape: Sequence[int], logical_names: Optional[Sequence[Option
 def param_shardings(abstract_variables: Any, mesh: Mesh, rules: Sequence[Sequence[Any]]) -> Any:
     """NamedShardings for a tree of (possibly `nn.LogicallyPartitioned`) abstract parameters.
 
-    Returns a tree with the structure of the unboxed parameters."""
+    Returns a tree with the structure of the unboxed parameters. Dimensions that a rule maps to
+    a mesh axis they do not divide stay replicated, and the log says which."""
     logical_specs = nn.get_partition_spec(abstract_variables)
     shapes = nn.meta.unbox(abstract_variables)
+    fallbacks = []
 
     def to_sharding(shape_struct, logical_spec):
         names = tuple(logical_spec) if len(logical_spec) else None
-        return NamedSharding(mesh, spec_for_shape(shape_struct.shape, names, rules, mesh))
+        return NamedSharding(mesh, spec_for_shape(shape_struct.shape, names, rules, mesh,
+                                                  fallbacks))
 
-    return jax.tree.map(to_sharding, shapes, logical_specs,
-                        is_leaf=lambda x: isinstance(x, PartitionSpec))
+    shardings = jax.tree.map(to_sharding, shapes, logical_specs,
+                             is_leaf=lambda x: isinstance(x, PartitionSpec))
+    if fallbacks:
+        kinds = sorted({f"{name} of size {size} over {axis} ({mesh.shape[axis]})"
+                        for name, size, axis in fallbacks})
+        logging.info("Sharding: %d parameter dimensions are replicated instead of split, since "
+                     "their size does not divide the mesh axis: %s.", len(fallbacks),
+                     "; ".join(kinds))
+    return shardings
 
 
 def opt_state_shardings(tx: optax.GradientTransformation, abstract_params: Any,

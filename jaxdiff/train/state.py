@@ -10,6 +10,7 @@ Optimizer config fields (`config.optimizer`):
     grad_clip       clip by global norm (Pascanu et al. 2013); 0 disables clipping
 """
 
+import math
 from typing import Any
 
 import flax.struct
@@ -37,13 +38,36 @@ class TrainState:
     nonfinite_total: jax.Array
 
 
+def check_optimizer_config(opt_config) -> None:
+    """ValueError in one sentence for an optimizer value that cannot train."""
+    def require(field, ok, allowed):
+        value = opt_config[field]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and ok(value)):
+            raise ValueError(f"config.optimizer.{field} must be {allowed}, got {value!r}.")
+
+    require("learning_rate", lambda v: v > 0, "a finite positive number")
+    require("warmup_steps", lambda v: v >= 0 and float(v).is_integer(),
+            "a non-negative integer")
+    for field in ("b1", "b2"):
+        require(field, lambda v: 0 <= v < 1, "a number in [0, 1)")
+    require("eps", lambda v: v > 0, "a finite positive number")
+    for field in ("weight_decay", "grad_clip"):
+        require(field, lambda v: v >= 0, "a finite non-negative number (0 disables it)")
+    if opt_config.schedule not in SCHEDULES:
+        raise ValueError(f"config.optimizer.schedule must be one of {list(SCHEDULES)}, got "
+                         f"{opt_config.schedule!r}.")
+
+
+def check_ema_decay(decay) -> None:
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
+        raise ValueError(f"config.ema_decay must be a number in [0, 1), got {decay!r}.")
+
+
 def learning_rate_schedule(opt_config, num_steps: int) -> optax.Schedule:
     """Linear warm-up to `learning_rate` over `warmup_steps`, then constant or a cosine decay
     lr(s) = lr * (1 + cos(pi * (s - warmup) / (num_steps - warmup))) / 2 (Loshchilov & Hutter
     2017, SGDR)."""
-    if opt_config.schedule not in SCHEDULES:
-        raise ValueError(f"Unknown learning-rate schedule {opt_config.schedule!r}; choose one of "
-                         f"{SCHEDULES}.")
     peak, warmup = opt_config.learning_rate, int(opt_config.warmup_steps)
     warm = optax.linear_schedule(0.0, peak, max(warmup, 1))
     if opt_config.schedule == "constant":

@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxdiff import data
 from jaxdiff.methods.base import Method
 from jaxdiff.train import sharding as sharding_lib
 from jaxdiff.train.state import TrainState, ema_update
@@ -29,45 +28,46 @@ def split_microbatches(batch: dict, accum_steps: int, mesh: Mesh) -> dict:
     return jax.tree.map(split, batch)
 
 
+def mean_loss_and_grads(method: Method, params, batch: dict, step_rng, accum_steps: int,
+                        mesh: Mesh):
+    """((loss, metrics), gradients) averaged over the A microbatches (a lax.scan); microbatch a
+    gets the key fold_in(step_rng, a). With A = 1 the one microbatch is the batch and gets no
+    scan: XLA:CPU runs a convolution network inside a scan body tens of times slower than
+    outside one."""
+    def grad_fn(microbatch, rng):
+        return jax.value_and_grad(method.loss, has_aux=True)(params, microbatch, rng)
+
+    if accum_steps == 1:
+        return grad_fn(batch, jax.random.fold_in(step_rng, 0))
+
+    def accumulate(carry, inputs):
+        index, microbatch = inputs
+        (loss, metrics), grads = grad_fn(microbatch, jax.random.fold_in(step_rng, index))
+        grad_sum, loss_sum = carry
+        return (jax.tree.map(jnp.add, grad_sum, grads), loss_sum + loss), metrics
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    microbatches = split_microbatches(batch, accum_steps, mesh)
+    (grad_sum, loss_sum), metrics = jax.lax.scan(
+        accumulate, (zeros, jnp.zeros((), jnp.float32)), (jnp.arange(accum_steps), microbatches))
+    metrics = jax.tree.map(jnp.mean, metrics)
+    return (loss_sum / accum_steps, metrics), jax.tree.map(lambda g: g / accum_steps, grad_sum)
+
+
 def make_train_step(method: Method, tx: optax.GradientTransformation,
                     learning_rate: optax.Schedule, *, accum_steps: int, ema_decay: float,
                     mesh: Mesh) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """The un-jitted step (state, uint8 batch) -> (new state, metrics).
+    """The un-jitted step (state, data batch) -> (new state, metrics); `method.loss` turns the
+    batch's uint8 images into model input (methods/base.py, the batch contract).
 
     Per-step key: fold_in(state.rng, state.step), microbatch key fold_in(step key, a). Loss and
     gradients are means over the A microbatches. If the loss or any gradient is not finite,
     params, optimizer state and EMA keep their old values, the step still advances (the batch is
     consumed) and the non-finite counters grow; otherwise the streak resets to 0."""
-    def grad_fn(params, microbatch, rng):
-        return jax.value_and_grad(method.loss, has_aux=True)(params, microbatch, rng)
-
-    def mean_loss_and_grads(params, batch, step_rng):
-        """Loss, metrics and gradients averaged over the A microbatches (a lax.scan). With A = 1
-        the one microbatch is the batch and gets no scan: XLA:CPU runs a convolution network
-        inside a scan body tens of times slower than outside one."""
-        if accum_steps == 1:
-            return grad_fn(params, batch, jax.random.fold_in(step_rng, 0))
-
-        def accumulate(carry, inputs):
-            index, microbatch = inputs
-            (loss, metrics), grads = grad_fn(params, microbatch,
-                                             jax.random.fold_in(step_rng, index))
-            grad_sum, loss_sum = carry
-            return (jax.tree.map(jnp.add, grad_sum, grads), loss_sum + loss), metrics
-
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        microbatches = split_microbatches(batch, accum_steps, mesh)
-        (grad_sum, loss_sum), metrics = jax.lax.scan(
-            accumulate, (zeros, jnp.zeros((), jnp.float32)),
-            (jnp.arange(accum_steps), microbatches))
-        metrics = jax.tree.map(jnp.mean, metrics)
-        return (loss_sum / accum_steps, metrics), jax.tree.map(lambda g: g / accum_steps,
-                                                               grad_sum)
-
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        batch = dict(batch, image=data.to_model_input(batch["image"]))
         step_rng = jax.random.fold_in(state.rng, state.step)
-        (loss, metrics), grads = mean_loss_and_grads(state.params, batch, step_rng)
+        (loss, metrics), grads = mean_loss_and_grads(method, state.params, batch, step_rng,
+                                                     accum_steps, mesh)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jaxdiff.core.analytic import attenuation_gaussian_denoiser
+from jaxdiff import methods
 from jaxdiff.methods import attenuation
 from methods_testing import (DATA_MEAN, DATA_STD, DATA_VARIANCE, SMALLEST_UNET, analytic_apply,
                              assert_gaussian_moments, assert_learns, make_config, random_images,
@@ -23,7 +24,7 @@ def config(model=TINY, **method_fields):
 def test_training_weighted_loss_class_conditional():
     """The weighted (c, eps) loss with labels: finite, reaches every parameter, and Adam steps on
     a fixed batch and key lower it."""
-    method = attenuation.build(config(dict(SMALLEST_UNET, num_classes=10)))
+    method = methods.build(config(dict(SMALLEST_UNET, num_classes=10)))
     images = random_images(jax.random.PRNGKey(3), (4, RESOLUTION, RESOLUTION, 3))
     metrics, _ = assert_learns(method, {"image": images, "label": jnp.arange(4)})
     assert set(metrics) == {"mse_x0", "mse_eps"}
@@ -41,7 +42,7 @@ def test_samples_follow_the_data_with_the_exact_denoiser(sampler):
     (within 0.01) and std (within 5%) of the data; statistical error about 0.001 and 0.6%. The
     grid's own bias on this data, measured beforehand, is at most 2.5% (stochastic) and 1.7%
     (deterministic) in std; the paper's 10 steps keep only about half of it (45-63%)."""
-    method = attenuation.build(config(sampler=sampler, sample_steps=2000, sample_t_min=1e-6,
+    method = methods.build(config(sampler=sampler, sample_steps=2000, sample_t_min=1e-6,
                                       x0_transform="none"))
     apply_fn = analytic_apply(attenuation_gaussian_denoiser(DATA_MEAN, DATA_VARIANCE))
     samples = sample(method, 200, apply_fn)
@@ -53,20 +54,20 @@ def test_guided_sampling_of_a_label_free_denoiser_is_unguided():
     """Guidance of the (c, eps) pair: with a network that ignores labels, guided samples (w = 2)
     equal the unconditional method's."""
     apply_fn = analytic_apply(attenuation_gaussian_denoiser(DATA_MEAN, DATA_VARIANCE))
-    plain = attenuation.build(config())
-    guided = attenuation.build(config({"preset": "tiny", "num_classes": 3}, guidance_scale=2.0))
+    plain = methods.build(config())
+    guided = methods.build(config({"preset": "tiny", "num_classes": 3}, guidance_scale=2.0))
     np.testing.assert_allclose(sample(guided, 8, apply_fn), sample(plain, 8, apply_fn),
                                atol=1e-5)
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(sampler="ode"), "Unknown sampler"),
+    (dict(sampler="ode"), "method.sampler must be one of"),
     (dict(t_min=0.0), "t_min"),
     (dict(sample_t_min=1.0), "sample_t_min"),
     (dict(sample_steps=0), "sample_steps"),
-    (dict(x0_transform="tanh"), "Unknown x0_transform"),
+    (dict(x0_transform="tanh"), "method.x0_transform must be one of"),
     (dict(weights="paper"), "Unknown method field"),
 ])
 def test_bad_config_values_raise_one_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):
-        attenuation.build(config(**fields))
+        methods.build(config(**fields))

@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff.data import default_data_config
-from jaxdiff.methods import cold
+from jaxdiff import methods
 from methods_testing import (DATA_MEAN, DATA_STD, SMALLEST_UNET, analytic_apply, assert_learns,
                              gaussian_images, make_config, random_images, sample)
 
@@ -29,8 +28,9 @@ def test_training_on_mixing_with_a_second_image_stream():
     it): finite, reaches every parameter, and Adam steps on a fixed batch and key lower it."""
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     data_sample = {"image": uint8_images(keys[0], 8), "mix_image": uint8_images(keys[1], 8)}
-    method = cold.build(config(SMALLEST_UNET, degradation="mix",
-                               degradation_options={"num_steps": 10}), data_sample)
+    method = methods.build(config(SMALLEST_UNET, degradation="mix",
+                                  degradation_options={"num_steps": 10}))
+    assert method.image_keys == ("image", "mix_image")
     batch = {"image": random_images(keys[2], (4, RESOLUTION, RESOLUTION, 3)),
              "mix_image": uint8_images(keys[3], 4)}
     metrics, _ = assert_learns(method, batch)
@@ -46,8 +46,8 @@ def test_generation_from_the_colour_mixture_with_the_exact_restorer():
     mean within 0.01 (standard error 0.002-0.003 with the fit), std of the colours within 20%
     (statistical error 3% and 4% from the sample and the fit)."""
     reference = gaussian_images(jax.random.PRNGKey(1), (256, RESOLUTION, RESOLUTION, 3))
-    method = cold.build(config(degradation="pixelate", degradation_options={"num_steps": 3}),
-                        {"image": reference})
+    method = methods.build(config(degradation="pixelate", degradation_options={"num_steps": 3}))
+    method = method.attach_reference({"image": reference}, jax.random.PRNGKey(0))
     samples = np.asarray(sample(method, 512, analytic_apply(lambda x, t: x)), np.float64)
     colours = samples.mean(axis=(1, 2))
     np.testing.assert_allclose(colours.mean(axis=0), DATA_MEAN, atol=0.01)
@@ -73,42 +73,46 @@ def test_restoration_start_with_an_oracle_restorer(degradation, options, algorit
     image = jax.random.uniform(keys[0], (1, RESOLUTION, RESOLUTION, 3), minval=-0.9, maxval=0.9)
     data_sample = {"image": jnp.repeat(image, 4, axis=0),
                    "mix_image": jnp.repeat(jax.random.uniform(keys[1], image.shape), 4, axis=0)}
-    method = cold.build(config(degradation=degradation, degradation_options=options,
-                               algorithm=algorithm, start_noise=0.0), data_sample)
+    method = methods.build(config(degradation=degradation, degradation_options=options,
+                                  algorithm=algorithm, start_noise=0.0))
+    method = method.attach_reference(data_sample, jax.random.PRNGKey(0))
     oracle = analytic_apply(lambda x, t: jnp.broadcast_to(image, x.shape))
     samples = sample(method, 3, oracle)
     np.testing.assert_allclose(samples, jnp.broadcast_to(image, samples.shape), atol=1e-5)
 
 
-def test_reference_images_are_read_from_the_data_config_when_not_given():
-    """build(config) alone (as the method registry calls it) reads num_reference_images images
-    of config.data through the input pipeline (built-in digits: offline)."""
-    full = config(degradation="blur", num_reference_images=16,
-                  degradation_options={"num_steps": 4, "final_mean": True}, gmm_components=2)
-    data = default_data_config()
-    data.resolution = RESOLUTION
-    full.data = data
-    method = cold.build(full)
-    samples = sample(method, 2, analytic_apply(lambda x, t: x))
+def test_building_reads_no_data_and_sampling_needs_the_reference_images():
+    """build reads nothing: the method asks for num_reference_images training images through
+    Method.reference_images, and samples only once attach_reference has them."""
+    method = methods.build(config(num_reference_images=16))
+    assert method.reference_images == 16
+    with pytest.raises(ValueError, match="attach_reference"):
+        sample(method, 2, analytic_apply(lambda x, t: x))
+    images = {"image": uint8_images(jax.random.PRNGKey(0), 16)}
+    ready = method.attach_reference(images, jax.random.PRNGKey(1))
+    assert ready.reference_images == 0
+    samples = sample(ready, 2, analytic_apply(lambda x, t: x))
     assert samples.shape == (2, RESOLUTION, RESOLUTION, 3)
     assert np.all(np.isfinite(np.asarray(samples)))
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(degradation="rotate"), "Unknown degradation"),
+    (dict(degradation="rotate"), "method.degradation must be one of"),
     (dict(degradation_options={"sigma": 1.0}), "Unknown option"),
-    (dict(loss_norm="huber"), "Unknown loss_norm"),
-    (dict(algorithm="fast"), "Unknown algorithm"),
+    (dict(loss_norm="huber"), "method.loss_norm must be one of"),
+    (dict(algorithm="fast"), "method.algorithm must be one of"),
     (dict(start_noise=-1.0), "start_noise"),
     (dict(steps=3), "Unknown method field"),
 ])
 def test_bad_config_values_raise_one_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):
-        cold.build(config(**fields), {"image": jnp.zeros((4, RESOLUTION, RESOLUTION, 3))})
+        methods.build(config(**fields))
 
 
 def test_bad_reference_images_raise_one_clear_error():
+    key = jax.random.PRNGKey(0)
     with pytest.raises(ValueError, match="must have shape"):
-        cold.build(config(), {"image": jnp.zeros((4, 16, 16, 3))})
+        methods.build(config()).attach_reference({"image": jnp.zeros((4, 16, 16, 3))}, key)
     with pytest.raises(ValueError, match="mix_image"):
-        cold.build(config(degradation="mix"), {"image": jnp.zeros((4, RESOLUTION, RESOLUTION, 3))})
+        methods.build(config(degradation="mix")).attach_reference(
+            {"image": jnp.zeros((4, RESOLUTION, RESOLUTION, 3))}, key)

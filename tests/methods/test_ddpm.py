@@ -7,7 +7,7 @@ import pytest
 
 from jaxdiff.core.analytic import gaussian_denoiser
 from jaxdiff.core.schedules import alphas_cumprod, discrete_logsnr_fn, linear_betas
-from jaxdiff.methods import ddpm
+from jaxdiff import methods
 from methods_testing import (DATA_MEAN, DATA_STD, DATA_VARIANCE, SMALLEST_UNET, analytic_apply,
                              assert_gaussian_moments, assert_learns, make_config, random_images,
                              sample)
@@ -23,7 +23,7 @@ def config(model=TINY, **method_fields):
 def test_training_learned_variance_class_conditional():
     """Hybrid loss with a learned variance and class labels: finite, gradients reach every
     parameter, and Adam steps on a fixed batch and key lower the loss."""
-    method = ddpm.build(config(dict(SMALLEST_UNET, num_classes=10),
+    method = methods.build(config(dict(SMALLEST_UNET, num_classes=10),
                                variance="learned_range", label_dropout=0.2))
     images = random_images(jax.random.PRNGKey(3), (4, RESOLUTION, RESOLUTION, 3))
     batch = {"image": images, "label": jnp.array([0, 1, 2, 3], jnp.int32)}
@@ -56,7 +56,7 @@ def test_samples_follow_the_data_with_the_exact_denoiser(fields):
     The grids' own discretization bias on this data, measured beforehand, is at most 0.006 in
     mean and 2.2% (fixedsmall, full 1000-step chain; fixedlarge, 250 steps), 1.4% (DDIM, 500)
     and 1% (DPM-Solver++, 250) in std; with 50 steps it would be 20%, 10%, 13% and 14%."""
-    method = ddpm.build(config(x0_transform="none", **fields))
+    method = methods.build(config(x0_transform="none", **fields))
     samples = sample(method, 200, exact_network(fields["parameterization"]))
     assert samples.shape == (200, RESOLUTION, RESOLUTION, 3)
     assert_gaussian_moments(samples, DATA_MEAN, DATA_STD, 0.01, 0.05)
@@ -66,8 +66,8 @@ def test_learned_range_at_minus_one_is_fixedsmall_and_guidance_of_a_label_free_d
     """The 2C-channel split: a variance output of -1 gives exactly beta_tilde, so the samples
     equal fixedsmall ones. A class-conditional model with guidance scale 3 whose network ignores
     labels gives the unguided samples (out_u + w (out_c - out_u) = out)."""
-    fixed = ddpm.build(config(sample_steps=20, x0_transform="none"))
-    learned = ddpm.build(config({"preset": "tiny", "num_classes": 5}, sample_steps=20,
+    fixed = methods.build(config(sample_steps=20, x0_transform="none"))
+    learned = methods.build(config({"preset": "tiny", "num_classes": 5}, sample_steps=20,
                                 x0_transform="none", variance="learned_range",
                                 guidance_scale=3.0))
     reference = sample(fixed, 16, exact_network("eps"))
@@ -77,33 +77,35 @@ def test_learned_range_at_minus_one_is_fixedsmall_and_guidance_of_a_label_free_d
 
 
 def test_label_free_sampling_rejects_labels_and_checks_their_shape():
-    method = ddpm.build(config(sample_steps=2))
+    method = methods.build(config(sample_steps=2))
     with pytest.raises(ValueError, match="unconditional"):
         method.sample_fn(exact_network("eps"), {}, jax.random.PRNGKey(0), 2,
                          jnp.zeros((2,), jnp.int32))
-    conditional = ddpm.build(config({"preset": "tiny", "num_classes": 3}, sample_steps=2))
+    conditional = methods.build(config({"preset": "tiny", "num_classes": 3}, sample_steps=2))
     with pytest.raises(ValueError, match="shape"):
         conditional.sample_fn(exact_network("eps"), {}, jax.random.PRNGKey(0), 2,
                               jnp.zeros((3,), jnp.int32))
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(variance="learned"), "Unknown variance"),
-    (dict(parameterization="score"), "Unknown parameterization"),
-    (dict(beta_schedule="quadratic"), "Unknown beta schedule"),
-    (dict(sampler="euler"), "Unknown sampler"),
+    (dict(variance="learned"), "method.variance must be one of"),
+    (dict(parameterization="score"), "method.parameterization must be one of"),
+    (dict(schedule="quadratic"), "method.schedule must be one of"),
+    (dict(schedule="cosine"), "must be a discrete T-step chain"),
+    (dict(sample_steps=1001), "cannot exceed the 1000 steps"),
+    (dict(sampler="euler"), "method.sampler must be one of"),
     (dict(sample_steps=0), "sample_steps"),
     (dict(label_dropout=1.5), "label_dropout"),
-    (dict(x0_transform="tanh"), "Unknown x0_transform"),
+    (dict(x0_transform="tanh"), "method.x0_transform must be one of"),
     (dict(num_timestep=10), "Unknown method field"),
 ])
 def test_bad_config_values_raise_one_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):
-        ddpm.build(config(**fields))
+        methods.build(config(**fields))
 
 
 def test_wrong_network_or_preset_raises():
     with pytest.raises(ValueError, match="needs the 'unet' network"):
-        ddpm.build(config({"name": "uvit"}))
-    with pytest.raises(ValueError, match="Unknown unet preset"):
-        ddpm.build(config({"preset": "huge"}))
+        methods.build(config({"name": "uvit"}))
+    with pytest.raises(ValueError, match="config.model.preset must be one of"):
+        methods.build(config({"preset": "huge"}))

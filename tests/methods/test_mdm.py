@@ -10,6 +10,7 @@ import flax.linen as nn
 from jaxdiff.core import schedules
 from jaxdiff.core.analytic import pyramid_gaussian_denoiser
 from jaxdiff.core.processes import average_pool
+from jaxdiff import methods
 from jaxdiff.methods import mdm
 from methods_testing import (DATA_MEAN, DATA_STD, DATA_VARIANCE, analytic_apply,
                              assert_gaussian_moments, assert_learns, make_config, random_images,
@@ -27,13 +28,13 @@ def config(model=TINY_2, resolution=RESOLUTION, **method_fields):
     return make_config("mdm", resolution, model, **method_fields)
 
 
-def test_level_factors_and_mixed_batch_sizes_hand_values():
-    assert mdm.level_factors(((8, 16), (16, 32))) == [1, 2]
-    assert mdm.level_factors(((1, 2, 3), (4, 5), (6,))) == [1, 4, 8]
+def test_mixed_batch_sizes_hand_values():
     # ml-mdm: mixed_ratio "2:1" -> cumsum [2, 3] / 3: the outer level sees 2/3 of the batch.
     assert mdm.mixed_batch_sizes("2:1", 2, 6) == [4, 6]
     assert mdm.mixed_batch_sizes("1:1:2", 3, 8) == [2, 4, 8]
     assert mdm.mixed_batch_sizes("", 2, 5) == [5, 5]
+    with pytest.raises(ValueError, match="leaves the outer level no sample"):
+        mdm.mixed_batch_sizes("1:8", 2, 4)
 
 
 def test_nested_loss_with_mixed_batches_and_level_weights_hand_value():
@@ -41,7 +42,8 @@ def test_nested_loss_with_mixed_batches_and_level_weights_hand_value():
     over its own first b_k rows, whatever t and the noise. Row i of the batch is the constant
     image i / 10, so with B = 6, mixed_ratio 2:1 (b = 4, 6) and weights (3, 0.5):
     loss = 3 mean(i^2 / 100, i < 4) + 0.5 mean(i^2 / 100, i < 6) = 3 * 0.035 + 0.5 * 55 / 600."""
-    method = mdm.build(config(parameterization="x0", mixed_ratio="2:1", level_weights=(3.0, 0.5)))
+    method = methods.build(config(parameterization="x0", mixed_ratio="2:1",
+                                  level_weights=(3.0, 0.5)))
     images = jnp.broadcast_to(jnp.arange(6.0)[:, None, None, None] / 10.0,
                               (6, RESOLUTION, RESOLUTION, 3))
     seen_batches = []
@@ -60,7 +62,7 @@ def test_nested_loss_with_mixed_batches_and_level_weights_hand_value():
 def test_training_mixed_resolution_class_conditional():
     """The nested v loss on mixed batches with labels: finite, reaches every parameter, and
     Adam steps on a fixed batch and key lower it."""
-    method = mdm.build(config(dict(SMALLEST_2, num_classes=10), mixed_ratio="2:1"))
+    method = methods.build(config(dict(SMALLEST_2, num_classes=10), mixed_ratio="2:1"))
     images = random_images(jax.random.PRNGKey(3), (6, RESOLUTION, RESOLUTION, 3))
     metrics, _ = assert_learns(method, {"image": images, "label": jnp.arange(6)})
     assert set(metrics) == {"mse_16px", "mse_8px"}
@@ -69,7 +71,7 @@ def test_training_mixed_resolution_class_conditional():
 def test_progressive_stage_trains_only_the_inner_level():
     """active_levels = 1 on the 16 -> 8 network: 8 px data, the parameters of the whole network,
     gradients only in params["inner"], and 8 px samples."""
-    method = mdm.build(config(SMALLEST_2, resolution=8, active_levels=1, sample_steps=1))
+    method = methods.build(config(SMALLEST_2, resolution=8, active_levels=1, sample_steps=1))
     variables = method.init_fn(jax.random.PRNGKey(0))
     params = nn.unbox(variables["params"])
     assert "inner" in params and "in_adapter" in params
@@ -104,7 +106,7 @@ def test_joint_pyramid_samples_follow_the_data_with_the_exact_denoiser(fields):
     1e-3, which only clipping at +-1 can cause). Statistical error about 0.002 and 0.6% (16 px),
     1.2% (8 px); the grids' own bias measured beforehand: at most 2.4% (ancestral), 2.3% (DDIM),
     1.3% (DPM-Solver++) in std; with 50 steps 20%, 12% and 12%."""
-    method = mdm.build(config(x0_transform="none", **fields))
+    method = methods.build(config(x0_transform="none", **fields))
     high, low = sample(method, 64, exact_pyramid_network(fields["parameterization"]))
     assert high.shape == (64, 16, 16, 3) and low.shape == (64, 8, 8, 3)
     assert_gaussian_moments(high, DATA_MEAN, DATA_STD, 0.01, 0.05)
@@ -113,20 +115,21 @@ def test_joint_pyramid_samples_follow_the_data_with_the_exact_denoiser(fields):
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(mixed_ratio="2:1:1"), "mixed_ratio"),
+    (dict(mixed_ratio="2:1:1"), "one number per active level"),
     (dict(mixed_ratio="a:b"), "mixed_ratio"),
     (dict(level_weights=(1.0,)), "level_weights"),
+    (dict(level_weights=(1.0, -1.0)), "non-negative"),
     (dict(active_levels=3), "active_levels"),
-    (dict(schedule="sqrt"), "Unknown schedule"),
-    (dict(parameterization="c"), "Unknown parameterization"),
-    (dict(sampler="plms"), "Unknown sampler"),
+    (dict(schedule="sqrt"), "method.schedule must be one of"),
+    (dict(parameterization="c"), "method.parameterization must be one of"),
+    (dict(sampler="plms"), "method.sampler must be one of"),
     (dict(levels=2), "Unknown method field"),
 ])
 def test_bad_config_values_raise_one_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):
-        mdm.build(config(**fields))
+        methods.build(config(**fields))
 
 
 def test_resolution_must_fit_the_pyramid():
     with pytest.raises(ValueError, match="divisible"):
-        mdm.build(config(resolution=15))
+        methods.build(config(resolution=15))

@@ -10,7 +10,9 @@ import pytest
 
 from jaxdiff.core import schedules
 from jaxdiff.core.analytic import gaussian_denoiser
+from jaxdiff import methods
 from jaxdiff.methods import simple_diffusion
+from jaxdiff.methods.gaussian import base_schedule, shift_for
 from methods_testing import (DATA_MEAN, DATA_STD, DATA_VARIANCE, analytic_apply,
                              assert_gaussian_moments, assert_learns, make_config, random_images,
                              sample)
@@ -26,7 +28,7 @@ def config(model=TINY, **method_fields):
 def test_training_multiscale_min_snr_class_conditional():
     """Multi-scale v loss with min-SNR weights and labels: finite, reaches every parameter, and
     Adam steps on a fixed batch and key lower it."""
-    method = simple_diffusion.build(config(
+    method = methods.build(config(
         {"preset": "tiny", "num_classes": 10, "channels": (16,), "num_res_blocks": (1,),
          "dropout": (0.1,), "transformer_depth": 1},
         multiscale_loss=True, multiscale_min_resolution=4, loss_weighting="min_snr"))
@@ -37,15 +39,18 @@ def test_training_multiscale_min_snr_class_conditional():
 
 def test_schedules_hand_values():
     """Hoogeboom et al. 2023 sec. 3.1: shifting 64 -> 256 at t = 0.5 gives SNR 1/16; the
-    interpolated schedule (d = 512, low 32, high 256) at t = 0.5 gives -3.4657359."""
-    values = dict(simple_diffusion.DEFAULTS, noise_d=64)
-    shifted = simple_diffusion.logsnr_schedule("shifted_cosine", 256, values)
-    np.testing.assert_allclose(shifted(0.5), -np.log(16.0), rtol=1e-6)
-    values = dict(simple_diffusion.DEFAULTS, noise_d_low=32, noise_d_high=256)
-    interpolated = simple_diffusion.logsnr_schedule("interpolated_cosine", 512, values)
+    interpolated schedule (d = 512, low 32, high 256) at t = 0.5 gives -3.4657359; unshifted,
+    the cosine at t = 0.25 is 1.7611832."""
+    def logsnr(resolution, **fields):
+        method_settings = simple_diffusion.SimpleDiffusionSettings(**fields)
+        return shift_for(base_schedule(method_settings), method_settings, resolution,
+                         resolution).logsnr_fn
+
+    np.testing.assert_allclose(logsnr(256, shift_base_resolution=64)(0.5), -np.log(16.0),
+                               rtol=1e-6)
+    interpolated = logsnr(512, shift_base_resolution=256, prior_shift_base_resolution=32)
     np.testing.assert_allclose(interpolated(0.5), -3.4657359, rtol=1e-6)
-    plain = simple_diffusion.logsnr_schedule("cosine", 512, simple_diffusion.DEFAULTS)
-    np.testing.assert_allclose(plain(0.25), 1.7611832, rtol=1e-6)
+    np.testing.assert_allclose(logsnr(512, shift_base_resolution=0)(0.25), 1.7611832, rtol=1e-6)
 
 
 @pytest.mark.parametrize("fields", [
@@ -59,7 +64,7 @@ def test_samples_follow_the_data_with_the_exact_denoiser(fields):
     0.6%. The uniform t grids' own bias on this data, measured beforehand: at most 2.1% in std
     (DDIM, 512 steps), 3.6% for ancestral at 512 steps (hence 1024) and 0.7% for DPM-Solver++;
     at 32 steps it is 25%, 19% and 50%."""
-    method = simple_diffusion.build(config(noise_d=8, x0_transform="none", **fields))
+    method = methods.build(config(shift_base_resolution=8, x0_transform="none", **fields))
     logsnr_fn = functools.partial(schedules.shifted_cosine_logsnr, image_d=RESOLUTION, noise_d=8)
     denoise = gaussian_denoiser(DATA_MEAN, DATA_VARIANCE, logsnr_fn, fields["parameterization"])
     samples = sample(method, 64, analytic_apply(denoise))
@@ -72,22 +77,22 @@ def test_guided_sampling_of_a_label_free_denoiser_is_unguided():
     unconditional method (guidance combines two equal outputs)."""
     logsnr_fn = functools.partial(schedules.shifted_cosine_logsnr, image_d=RESOLUTION, noise_d=64)
     apply_fn = analytic_apply(gaussian_denoiser(DATA_MEAN, DATA_VARIANCE, logsnr_fn, "v"))
-    plain = simple_diffusion.build(config(sample_steps=16, sampler="ddim"))
-    guided = simple_diffusion.build(config({"preset": "tiny", "num_classes": 4}, sample_steps=16,
+    plain = methods.build(config(sample_steps=16, sampler="ddim"))
+    guided = methods.build(config({"preset": "tiny", "num_classes": 4}, sample_steps=16,
                                            sampler="ddim", guidance_scale=4.0))
     np.testing.assert_allclose(sample(guided, 8, apply_fn), sample(plain, 8, apply_fn),
                                atol=1e-5)
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(schedule="sigmoid"), "Unknown schedule"),
-    (dict(loss_weighting="snr"), "Unknown loss_weighting"),
+    (dict(schedule="sigmoid"), "method.schedule must be one of"),
+    (dict(loss_weighting="snr"), "method.loss_weighting must be one of"),
     (dict(multiscale_loss=True, multiscale_min_resolution=3), "power of two"),
     (dict(logsnr_min=5.0, logsnr_max=-5.0), "logsnr_min"),
-    (dict(sampler="heun"), "Unknown sampler"),
+    (dict(sampler="heun"), "method.sampler must be one of"),
     (dict(guidance_scale=-1.0), "guidance_scale"),
     (dict(shift=2), "Unknown method field"),
 ])
 def test_bad_config_values_raise_one_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):
-        simple_diffusion.build(config(**fields))
+        methods.build(config(**fields))

@@ -145,6 +145,28 @@ def test_each_inner_level_equals_the_standalone_model_when_adapters_are_zero(tra
     assert np.any(np.asarray(outputs[2]) != 0)
 
 
+def test_the_network_owns_its_level_structure(trained):
+    """Level factors and sides, and the k innermost levels: innermost(k) is the standalone
+    model of those levels, innermost_params its parameter subtree, and innermost_apply runs it
+    from the whole model's variables (what progressive training uses)."""
+    _, params = trained
+    assert MODEL.level_factors == (1, 2, 4)
+    assert MODEL.level_sides(32) == SIDES and MODEL.level_sides(16, level=1) == SIDES
+    with pytest.raises(ValueError, match="does not divide into the levels"):
+        MODEL.level_sides(6)
+    inner = MODEL.innermost(2)
+    assert inner.depth == 2 and tuple(inner.channels) == tuple(make_model("tiny_2").channels)
+    assert MODEL.innermost(3) == MODEL
+    assert MODEL.innermost_params(params, 1) is params["inner"]["inner"]
+    via_whole = MODEL.innermost_apply(1)({"params": params}, IMAGES[2:], T, labels=LABELS,
+                                         context=CONTEXT)
+    alone = forward("tiny")(params["inner"]["inner"], IMAGES[2:], T, LABELS, CONTEXT)
+    np.testing.assert_allclose(via_whole[0], alone[0], rtol=0, atol=1e-6)
+    assert MODEL.innermost_apply(3) == MODEL.apply
+    with pytest.raises(ValueError, match="has 3 levels; cannot take the 4 innermost"):
+        MODEL.innermost(4)
+
+
 def test_nonzero_adapters_do_change_the_inner_levels(trained):
     # Control for the test above: the trained adapters feed outer features to the inner levels.
     _, params = trained

@@ -19,9 +19,9 @@ def method_with_classes(num_classes):
         values = jnp.full((num_samples,), -1.0) if labels is None else labels / 10.0
         return jnp.broadcast_to(values[:, None, None, None], (num_samples, 2, 2, 3))
 
-    model = types.SimpleNamespace(num_classes=num_classes, apply=None)
-    return Method(name="stub", model=model,
-                  init_fn=None, loss_fn=None, sample_fn=sample_fn)
+    model = types.SimpleNamespace(apply=None)
+    return Method(name="stub", model=model, init_fn=None, loss_fn=None, sample_fn=sample_fn,
+                  num_classes=num_classes)
 
 
 def test_a_conditional_sampler_draws_the_classes_in_turn():

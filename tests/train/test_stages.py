@@ -9,6 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jaxdiff import main
+from jaxdiff.train import prepare
 from jaxdiff.train.stages import stage_runs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,8 +53,7 @@ def test_two_stage_run_trains_the_core_then_the_outer_level_and_resumes(tmp_path
         dict(num_steps=2, method=dict(active_levels=1), data=dict(resolution=8)),
         dict(num_steps=2, method=dict(active_levels=2), data=dict(resolution=16))])
     workdir = str(tmp_path / "run")
-    main.validate(config, "train")
-    result = main.run(config, workdir, "train")
+    result = main.run(prepare.prepare(config, workdir, "train"), "train")
     assert int(result.state.step) == 2 and not result.preempted
     core = saved_params(os.path.join(workdir, "stage_0"), 2)
     # Stage 0 trained only the 8 px core: the outer level's zero-initialised adapters and head
@@ -65,7 +65,7 @@ def test_two_stage_run_trains_the_core_then_the_outer_level_and_resumes(tmp_path
     final = saved_params(os.path.join(workdir, "stage_1"), 2)
     assert not np.array_equal(final["out_adapter"]["conv"]["kernel"], 0.0)
     # Running the same command again finds both stages finished and trains nothing more.
-    again = main.run(config, workdir, "train")
+    again = main.run(prepare.prepare(config, workdir, "train"), "train")
     assert int(again.state.step) == 2
     np.testing.assert_array_equal(saved_params(os.path.join(workdir, "stage_1"), 2)
                                   ["out_adapter"]["conv"]["kernel"],

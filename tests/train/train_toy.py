@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxdiff import data, methods
 from jaxdiff.methods.base import Method
+from jaxdiff.methods.settings import Settings
 from jaxdiff.models import layers
 from jaxdiff.train import defaults
 
@@ -69,8 +70,8 @@ def toy_sample(apply_fn, params, rng, num_samples, labels=None):
     return jnp.clip((x - sigma * apply_fn({"params": params}, x, t)) / alpha, -1.0, 1.0)
 
 
-def build_toy_method(config) -> Method:
-    model = ToyDenoiser(features=config.model.features, dtype=jnp.dtype(config.model.dtype))
+def build_toy_method(inputs) -> Method:
+    model = ToyDenoiser(features=inputs.model["features"], dtype=jnp.dtype(inputs.model["dtype"]))
 
     def init_fn(rng):
         return model.init(rng, jnp.zeros((1, RESOLUTION, RESOLUTION, 3)), jnp.zeros((1,)))
@@ -79,7 +80,7 @@ def build_toy_method(config) -> Method:
                   sample_fn=toy_sample)
 
 
-methods.register(NAME, build_toy_method)
+methods.register(NAME, Settings, build_toy_method)
 
 
 def toy_images(num_images: int = 64, seed: int = 0) -> np.ndarray:

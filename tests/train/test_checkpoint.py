@@ -1,41 +1,36 @@
-"""Checkpoints: exact resume after SIGKILL, clean stop on SIGTERM, restore onto another mesh,
-refusal of a mismatching checkpoint, init_from, and skipping of non-finite updates.
+"""jaxdiff/train/checkpoint.py and the loop's resume through it: exact resume after SIGKILL,
+clean stop on SIGTERM, restore onto another mesh, refusal of a mismatching checkpoint, init_from,
+and which settings a resumed run may change.
 
 Runs use 2 of the 8 host devices (subprocesses: 2 devices) to keep compilation short."""
 
 import os
 import signal
 
-import jax
 import numpy as np
 import pytest
 
 import train_toy as toy
 from jaxdiff import methods
 from jaxdiff.train import checkpoint, loop
-
-DEVICES = jax.devices()[:2]
-
-
-def train(tmp_path, name, config, **iterator_kwargs):
-    return loop.train(config, str(tmp_path / name), methods.build(config),
-                      toy.toy_iterator(config.batch_size, **iterator_kwargs), devices=DEVICES)
+from train_runs import DEVICES, train
 
 
-@pytest.fixture(scope="module")
-def two_step_run(tmp_path_factory):
-    """A finished 2-step run: (workdir, result)."""
-    tmp_path = tmp_path_factory.mktemp("two_step")
-    return str(tmp_path / "run"), train(tmp_path, "run", toy.toy_config(num_steps=2))
+def interrupted_worker(tmp_path, num_steps, delay, at_checkpoint, signum):
+    """A 2-device worker training num_steps steps (checkpoints every 2, `delay` s per batch),
+    sent `signum` once checkpoint `at_checkpoint` exists: (spec, process)."""
+    workdir, out = str(tmp_path / "run"), str(tmp_path / "result")
+    spec = {"workdir": workdir, "out": out, "runs": [num_steps], "delay": delay,
+            "overrides": {"checkpoint.every": 2}}
+    process = toy.start_worker(spec, num_devices=2)
+    toy.wait_for_checkpoint(workdir, at_checkpoint, process)
+    process.send_signal(signum)
+    return spec, process
 
 
 def test_resume_after_sigkill_is_bitwise_exact(tmp_path):
-    workdir, out = str(tmp_path / "run"), str(tmp_path / "result")
-    spec = {"workdir": workdir, "out": out, "runs": [8], "delay": 0.3,
-            "overrides": {"checkpoint.every": 2}}
-    killed = toy.start_worker(spec, num_devices=2)
-    toy.wait_for_checkpoint(workdir, 4, killed)
-    killed.send_signal(signal.SIGKILL)
+    spec, killed = interrupted_worker(tmp_path, 8, 0.3, 4, signal.SIGKILL)
+    workdir, out = spec["workdir"], spec["out"]
     killed.wait(timeout=30)
     assert killed.returncode == -signal.SIGKILL
     latest = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=3).latest_step()
@@ -60,12 +55,8 @@ def test_resume_after_sigkill_is_bitwise_exact(tmp_path):
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
-    workdir, out = str(tmp_path / "run"), str(tmp_path / "result")
-    spec = {"workdir": workdir, "out": out, "runs": [50], "delay": 0.2,
-            "overrides": {"checkpoint.every": 2}}
-    process = toy.start_worker(spec, num_devices=2)
-    toy.wait_for_checkpoint(workdir, 2, process)
-    process.send_signal(signal.SIGTERM)
+    spec, process = interrupted_worker(tmp_path, 50, 0.2, 2, signal.SIGTERM)
+    workdir, out = spec["workdir"], spec["out"]
     toy.finish(process, timeout=60)
     record, _ = toy.load_worker_output(out)
     assert record["runs"][0]["preempted"]
@@ -117,32 +108,6 @@ def test_init_from_copies_parameters_into_a_fresh_run(tmp_path, two_step_run):
     missing = toy.toy_config(init_from=str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="has no checkpoint"):
         loop.restore_or_initialize(missing, method, run, child, iterator=None)
-
-
-def test_nonfinite_updates_are_skipped_and_counted(tmp_path, two_step_run):
-    # Same run as two_step_run but 3 steps, the third batch poisoned: the third update is
-    # skipped, so the parameters end where the 2-step run's did (both runs' first two steps are
-    # the 2-step warm-up, whatever num_steps is).
-    poisoned = train(tmp_path, "poisoned", toy.toy_config(num_steps=3), poison_batches=(2,))
-    assert [d["update_skipped"] for d in poisoned.logged] == [0, 0, 1]
-    assert np.isnan(poisoned.logged[2]["loss"])
-    assert int(poisoned.state.nonfinite_total) == 1 and int(poisoned.state.step) == 3
-    _, clean = two_step_run
-    for name, value in toy.flat_params(clean.state.params).items():
-        np.testing.assert_array_equal(toy.flat_params(poisoned.state.params)[name], value)
-
-    streak = toy.toy_config(num_steps=6, max_nonfinite_streak=2)
-    with pytest.raises(loop.NonFiniteError, match="the last 2 updates had a non-finite loss"):
-        train(tmp_path, "streak", streak, poison_batches=(1, 2))
-
-
-def test_a_nonfinite_streak_stops_the_run_at_the_next_log_step(tmp_path):
-    # Batches 1.. are poisoned, so steps 2, 3, 4 are skipped; the streak (max 2) is read with the
-    # metrics of log step 4, where it is 3: no step in between waits for the host.
-    config = toy.toy_config(num_steps=8, max_nonfinite_streak=2, log_every=4)
-    with pytest.raises(loop.NonFiniteError,
-                       match="Stopping at step 4: the last 3 updates had a non-finite loss"):
-        train(tmp_path, "late_streak", config, poison_batches=range(1, 8))
 
 
 def test_compatibility_ignores_settings_that_may_change_on_resume():

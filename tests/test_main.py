@@ -1,5 +1,6 @@
-"""The command-line entry point: workdir naming, distributed detection, validation before
-compiling, a short CLI training run with overrides, and sampling from its checkpoint."""
+"""jaxdiff/main.py, the command-line entry point: workdir naming, distributed detection,
+validation before compiling, a short CLI training run with overrides, and sampling from its
+checkpoint."""
 
 import json
 import os
@@ -15,8 +16,9 @@ from tensorboardX.proto import event_pb2
 
 import train_toy as toy
 from jaxdiff import main, methods
+from jaxdiff.train import prepare
 
-CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_toy_config.py")
+CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(toy.__file__)), "train_toy_config.py")
 
 
 def run_cli(*args, timeout=120):
@@ -47,8 +49,8 @@ def tensorboard_tags(logdir):
 def test_default_workdir_and_cluster_detection():
     assert main.default_workdir("configs/mdm.py:tiny") == os.path.join("runs", "mdm_tiny")
     assert main.default_workdir("configs/mdm.py") == os.path.join("runs", "mdm")
-    assert main.absolute_workdir("runs/mdm") == os.path.join(os.getcwd(), "runs", "mdm")
-    assert main.absolute_workdir("gs://bucket/runs/mdm") == "gs://bucket/runs/mdm"
+    assert prepare.absolute_workdir("runs/mdm") == os.path.join(os.getcwd(), "runs", "mdm")
+    assert prepare.absolute_workdir("gs://bucket/runs/mdm") == "gs://bucket/runs/mdm"
     assert not main.cluster_detected({})
     assert not main.cluster_detected({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"})
     assert main.cluster_detected({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"})
@@ -63,11 +65,11 @@ def test_default_workdir_and_cluster_detection():
 
 def test_validation_fails_with_one_sentence():
     with pytest.raises(ValueError, match="Unknown method 'nope'; registered methods: \\[.*'toy'"):
-        main.validate(toy.toy_config(**{"method.name": "nope"}), "train")
+        prepare.prepare(toy.toy_config(**{"method.name": "nope"}), "/tmp/unused", "train")
     with pytest.raises(ValueError, match="multiply to 3, not to the 8 devices"):
-        main.validate(toy.toy_config(**{"mesh.data": 3}), "train")
+        prepare.prepare(toy.toy_config(**{"mesh.data": 3}), "/tmp/unused", "train")
     with pytest.raises(ValueError, match="Unknown mode 'eval'"):
-        main.validate(toy.toy_config(), "eval")
+        prepare.prepare(toy.toy_config(), "/tmp/unused", "eval")
     result = run_cli(f"--config={CONFIG_FILE}", "--config.batch_size=7", "--workdir=/dev/null")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
@@ -86,7 +88,7 @@ def test_a_bad_method_value_from_the_command_line_fails_before_training():
                      "--workdir=/dev/null")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "jaxdiff: Unknown x0_transform 'nope'; expected one of ['none', 'clip', 'dynamic'].")
+        "jaxdiff: method.x0_transform must be one of ['none', 'clip', 'dynamic'], got 'nope'.")
 
 
 def test_cli_trains_with_overrides_then_samples(tmp_path):
@@ -105,8 +107,15 @@ def test_cli_trains_with_overrides_then_samples(tmp_path):
     assert {"loss", "grad_norm", "learning_rate", "images_per_s", "steps_per_s"} <= tags["scalar"]
     assert "samples" in tags["image"] and any("parameters" in tag for tag in tags["text"])
 
+    # The same workdir with the narrower model: refused in one sentence naming what differs.
+    mismatch = run_cli(f"--config={CONFIG_FILE}", f"--workdir={workdir}", "--config.num_steps=4")
+    assert mismatch.returncode == 1 and "Traceback" not in mismatch.stderr
+    assert mismatch.stderr.strip().splitlines()[-1].startswith(
+        f"jaxdiff: The checkpoint at step 2 in {workdir / 'checkpoints'} does not match this "
+        "run: config.model.features: checkpoint 16, run 8;")
+
     config = toy.toy_config(**{"model.features": 16, "num_steps": 2})
-    npz_path = main.run(config, str(workdir), "sample", num_samples=5)
+    npz_path = main.run(prepare.prepare(config, str(workdir), "sample"), "sample", num_samples=5)
     with np.load(str(npz_path)) as samples:
         images = samples["images"]
     assert images.shape == (5, 8, 8, 3) and images.dtype == np.uint8

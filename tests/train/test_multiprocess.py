@@ -1,6 +1,7 @@
-"""Two local processes under jax.distributed (gloo CPU collectives) train like one process with
-the same devices and global batch, write one checkpoint together and both resume from it; a
-SIGTERM to one of them stops both at one step, with that step's checkpoint."""
+"""jaxdiff/train/loop.py (and its checkpoints) across processes: two local processes under
+jax.distributed (gloo CPU collectives) train like one process with the same devices and global
+batch, write one checkpoint together and both resume from it; a SIGTERM to one of them stops both
+at one step, with that step's checkpoint."""
 
 import os
 import signal

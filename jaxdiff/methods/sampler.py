@@ -1,0 +1,86 @@
+"""The one sampler skeleton every method uses, and the x0 transforms of its settings.
+
+    sample_fn(apply_fn, params, rng, num_samples, labels=None):
+        labels   <- the given ones, or classes drawn uniformly (class-conditional networks)
+        denoise  <- the network as a denoiser, guided (methods/network.py)
+        start    <- start_fn(key, num_samples)             (noise, a pyramid, a degraded image)
+        samples  <- run_fn(denoise, key, start)             (a core sampler: one lax.scan)
+        return samples clipped to [-1, 1]
+"""
+
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from jaxdiff.core import guidance, samplers
+from jaxdiff.core.labels import sampling_labels
+from jaxdiff.core.processes import pyramid_noise
+from jaxdiff.methods.network import network_denoiser
+
+
+def x0_transform(settings) -> Optional[Callable]:
+    """None, static clipping to [-1, 1], or Imagen's dynamic thresholding at the settings'
+    threshold_quantile (a GuidanceSettings)."""
+    if settings.x0_transform == "clip":
+        return guidance.clip_x0
+    if settings.x0_transform == "dynamic":
+        return lambda x0: guidance.dynamic_threshold(x0, settings.threshold_quantile)
+    return None
+
+
+def to_image_range(images):
+    """Clip every leaf of a sampler's output to the image range [-1, 1]."""
+    return jax.tree.map(lambda x: jnp.clip(x, -1.0, 1.0), images)
+
+
+def make_sample_fn(*, num_classes: int, start_fn: Callable, run_fn: Callable,
+                   guidance_scale: float = 1.0, postprocess: Callable[[Any], Any] = None,
+                   variance_output: bool = False):
+    """The method's sample_fn (module docstring): start_fn(rng, num_samples) -> start state,
+    run_fn(denoise, rng, start) -> samples; postprocess and variance_output as in
+    network.network_denoiser."""
+
+    def sample_fn(apply_fn, params, rng, num_samples, labels=None):
+        label_key, start_key, sample_key = jax.random.split(rng, 3)
+        labels = sampling_labels(label_key, labels, num_samples, num_classes)
+        denoise = network_denoiser(apply_fn, params, labels, num_classes, guidance_scale,
+                                   postprocess or (lambda output: output), variance_output)
+        return to_image_range(run_fn(denoise, sample_key, start_fn(start_key, num_samples)))
+
+    return sample_fn
+
+
+def gaussian_run_fn(settings, logsnr_fn, times, variance: str = "fixedsmall"):
+    """run_fn(denoise, rng, x_T) of the configured Gaussian sampler (a GaussianSettings) over
+    the time grid: "ancestral" (samplers.ddpm_sample with `variance`; denoise returns the pair
+    (prediction, variance output) for "learned_range"), "ddim" (eta) or "dpm_solver_pp". x_T may
+    be a pytree, logsnr_fn then one schedule per leaf."""
+    transform = x0_transform(settings)
+    parameterization = settings.parameterization
+
+    def run_fn(denoise, rng, x_T):
+        if settings.sampler == "ancestral":
+            return samplers.ddpm_sample(denoise, rng, x_T, logsnr_fn, times, parameterization,
+                                        variance, transform)
+        if settings.sampler == "ddim":
+            return samplers.ddim_sample(denoise, rng, x_T, logsnr_fn, times, parameterization,
+                                        settings.eta, transform)
+        return samplers.dpm_solver_pp_2m_sample(denoise, x_T, logsnr_fn, times,
+                                                parameterization, transform)
+
+    return run_fn
+
+
+def gaussian_noise_start(shape_of: Callable[[int], Any]):
+    """start_fn drawing N(0, I) of the shape(s) shape_of(num_samples) (a tuple, or a list of
+    tuples: one leaf each, processes.pyramid_noise)."""
+
+    def start_fn(rng, num_samples):
+        shapes = shape_of(num_samples)
+        if isinstance(shapes, list):
+            return pyramid_noise(rng, [jax.ShapeDtypeStruct(shape, jnp.float32)
+                                       for shape in shapes])
+        return jax.random.normal(rng, shapes)
+
+    return start_fn

@@ -1,0 +1,185 @@
+"""Method settings: one frozen dataclass per method whose fields carry their default, a one-line
+doc and a check, so that the config defaults, the docs and the validation all come from it.
+
+    @dataclasses.dataclass(frozen=True)
+    class MySettings(Settings):
+        steps: int = setting(10, "sampler steps", at_least(1))
+
+    MySettings.defaults()           -> {"steps": 10}          (copied into every config)
+    MySettings.from_section(section) -> a checked MySettings   (config.method; "name" ignored)
+    MySettings.describe()           -> "steps [10]  sampler steps" lines (module docstrings)
+
+A check is `check(field_name, value)`, raising ValueError in one sentence that names the field
+(as `method.<field>`) and what is allowed. Cross-field rules go in `check_together`.
+Settings shared by several methods are mixins below (GuidanceSettings, GaussianSettings); a
+method changes an inherited default with `replace_default`.
+"""
+
+import dataclasses
+import math
+from typing import Any, Callable, Optional
+
+from jaxdiff.core.predictions import PARAMETERIZATIONS
+from jaxdiff.core.samplers import GAUSSIAN_SAMPLERS
+from jaxdiff.core.schedule_registry import SCHEDULE_NAMES
+
+X0_TRANSFORMS = ("none", "clip", "dynamic")
+
+Check = Callable[[str, Any], None]
+
+
+def setting(default, doc: str, check: Optional[Check] = None):
+    """A settings field with its default, one-line doc and check."""
+    metadata = {"doc": doc, "check": check}
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def replace_default(settings_type, name: str, default):
+    """The field `name` of settings_type (same doc and check) with another default."""
+    field = next(f for f in dataclasses.fields(settings_type) if f.name == name)
+    return setting(default, field.metadata["doc"], field.metadata["check"])
+
+
+def _fail(name: str, allowed: str, value) -> None:
+    raise ValueError(f"method.{name} must be {allowed}, got {value!r}.")
+
+
+def one_of(*choices) -> Check:
+    def check(name, value):
+        if value not in choices:
+            _fail(name, f"one of {list(choices)}", value)
+    return check
+
+
+def number_in(low=None, high=None, *, integer: bool = False, low_open: bool = False,
+              high_open: bool = False) -> Check:
+    """value in [low, high] (open ends where asked), finite, an int where asked."""
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'above' if low_open else 'at least'} {low}")
+    if high is not None:
+        bounds.append(f"{'below' if high_open else 'at most'} {high}")
+    allowed = " ".join(["an integer" if integer else "a finite number"] + [" and ".join(bounds)])
+
+    def check(name, value):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (integer and not isinstance(value, int)) or not math.isfinite(value)):
+            _fail(name, allowed, value)
+        if low is not None and (value <= low if low_open else value < low):
+            _fail(name, allowed, value)
+        if high is not None and (value >= high if high_open else value > high):
+            _fail(name, allowed, value)
+    return check
+
+
+def boolean(name, value) -> None:
+    if not isinstance(value, bool):
+        _fail(name, "True or False", value)
+
+
+def plain(value):
+    """A config value as plain Python: ConfigDicts to dicts, lists to tuples."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Base of every method's settings (module docstring)."""
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {field.name: getattr(cls(), field.name) for field in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_section(cls, section) -> "Settings":
+        """The settings of a config.method section (a dict or ConfigDict; its "name" is the
+        method's, not a setting): unknown fields, bad values and bad combinations raise
+        ValueError in one sentence."""
+        given = {key: plain(value) for key, value in dict(section or {}).items()
+                 if key != "name"}
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ValueError(f"Unknown method field(s) {unknown}; this method's fields are "
+                             f"{sorted(names)}.")
+        settings = cls(**given)
+        for field in dataclasses.fields(cls):
+            if field.metadata.get("check") is not None:
+                field.metadata["check"](field.name, getattr(settings, field.name))
+        settings.check_together()
+        return settings
+
+    def check_together(self) -> None:
+        """Rules across fields; ValueError in one sentence. None in the base class."""
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line per field: `name [default]  doc`."""
+        return "\n".join(f"  method.{field.name} [{getattr(cls(), field.name)!r}]  "
+                         f"{field.metadata['doc']}" for field in dataclasses.fields(cls))
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceSettings(Settings):
+    """Label dropout in training and classifier-free guidance and x0 transforms in sampling."""
+
+    label_dropout: float = setting(
+        0.1, "probability of the null class in training (class-conditional networks)",
+        number_in(0.0, 1.0))
+    guidance_scale: float = setting(
+        1.0, "classifier-free guidance w (1 = plain conditional sampling)", number_in(0.0))
+    x0_transform: str = setting(
+        "clip", "the x0 estimate in sampling: 'none', 'clip' or 'dynamic' (Imagen)",
+        one_of(*X0_TRANSFORMS))
+    threshold_quantile: float = setting(
+        0.995, "quantile of dynamic thresholding", number_in(0.0, 1.0, low_open=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianSettings(GuidanceSettings):
+    """The noise schedule (core/schedule_registry.py), the network's target and the sampler
+    of the Gaussian methods (DDPM, simple diffusion, MDM)."""
+
+    schedule: str = setting("cosine", "base schedule: 'linear_betas' or 'cosine_betas' "
+                            "(discrete, T steps) or 'cosine' (continuous logSNR)",
+                            one_of(*SCHEDULE_NAMES))
+    num_timesteps: int = setting(1000, "T of a discrete schedule", number_in(1, integer=True))
+    logsnr_min: float = setting(-15.0, "lower clip of the continuous cosine logSNR",
+                                number_in())
+    logsnr_max: float = setting(15.0, "upper clip of the continuous cosine logSNR",
+                                number_in())
+    shift_base_resolution: int = setting(
+        0, "side at which the schedule is unshifted; 0 = the network's lowest resolution",
+        number_in(0, integer=True))
+    prior_shift_base_resolution: int = setting(
+        0, "if > 0, the base side moves from shift_base_resolution at the data to this side at "
+        "the prior (simple diffusion's interpolated schedule)", number_in(0, integer=True))
+    shift_power: float = setting(2.0, "p of the shift logSNR - p log(side / base)",
+                                 number_in(0.0))
+    parameterization: str = setting("eps", "network target: 'eps', 'x0' or 'v'",
+                                    one_of(*PARAMETERIZATIONS))
+    sampler: str = setting("ancestral", "'ancestral', 'ddim' or 'dpm_solver_pp'",
+                           one_of(*GAUSSIAN_SAMPLERS))
+    sample_steps: int = setting(100, "sampler steps (kept steps of a discrete chain)",
+                                number_in(1, integer=True))
+    eta: float = setting(0.0, "DDIM eta (0 = deterministic)", number_in(0.0))
+
+    def is_discrete(self) -> bool:
+        return self.schedule != "cosine"
+
+    def check_together(self) -> None:
+        super().check_together()
+        if self.is_discrete() and self.sample_steps > self.num_timesteps:
+            raise ValueError(f"method.sample_steps ({self.sample_steps}) cannot exceed the "
+                             f"{self.num_timesteps} steps of the discrete {self.schedule} "
+                             "schedule (method.num_timesteps).")
+        if not self.is_discrete() and not self.logsnr_min < self.logsnr_max:
+            raise ValueError(f"method.logsnr_min ({self.logsnr_min}) must be below "
+                             f"method.logsnr_max ({self.logsnr_max}).")

@@ -1,0 +1,127 @@
+"""Attention and the transformer feed-forward block of the jaxdiff networks (Flax linen).
+
+* attention weights softmax_j(q_i . k_j / sqrt(d)) per head (Vaswani et al. 2017), with the logits
+  accumulated and the softmax computed in float32 whatever the activation dtype;
+* multi-head dot-product attention from x to source tokens (self- or cross-attention), with ADM's
+  num_head_channels option (Dhariwal & Nichol 2021);
+* the spatial self-attention block with optional cross-attention to a context (DDPM / ADM /
+  Imagen style), h = x + SelfAttention(GN(x)) [+ CrossAttention(GN(h), LN(context))];
+* the feed-forward sub-block out = x + Dense(Dropout(GELU(Dense(LN(x))))).
+Output projections are zero-initialised, so each block starts as the identity. FeedForward takes
+`train` as its last positional argument, so `remat` can mark it static. Parameters are created
+through the logically partitioned wrappers of layers.py.
+"""
+
+import math
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdiff.models.layers import Dense, Dtype, GroupNorm, LayerNorm
+
+
+def attention_weights(q, k):
+    """softmax_j(q_i . k_j / sqrt(d)) per head, in float32 whatever the input dtype.
+
+    q: (B, Lq, heads, d), k: (B, Lk, heads, d) -> (B, heads, Lq, Lk) float32. The logits are
+    accumulated in float32 (preferred_element_type), so bfloat16 activations do not lose the
+    softmax's precision (the "float32 softmax" of mixed-precision training).
+    """
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+    return jax.nn.softmax(logits / math.sqrt(q.shape[-1]), axis=-1)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head dot-product attention (Vaswani et al. 2017) from `x` to `source` tokens.
+
+    x: (B, Lq, C), source: (B, Lk, D) (source = x for self-attention). q, k, v are Dense
+    projections to C channels split in heads of C / heads channels (or `head_channels` channels
+    when set, ADM's num_head_channels); the output projection back to C is zero-initialised when
+    `zero_init_out`. The float32 attention weights are sown in "intermediates" as
+    "attention_weights".
+    """
+
+    num_heads: int = 1
+    head_channels: Optional[int] = None
+    zero_init_out: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, source):
+        channels = x.shape[-1]
+        heads = num_attention_heads(channels, self.num_heads, self.head_channels)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        split = lambda y: y.reshape(y.shape[:2] + (heads, channels // heads))
+        q = split(Dense(channels, name="query", **kw)(x))
+        k = split(Dense(channels, name="key", **kw)(source))
+        v = split(Dense(channels, name="value", **kw)(source))
+        weights = attention_weights(q, k)
+        self.sow("intermediates", "attention_weights", weights)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v)
+        out = out.reshape(x.shape[:2] + (channels,))
+        return Dense(channels, zero_init=self.zero_init_out, name="out", **kw)(out)
+
+
+def num_attention_heads(channels: int, num_heads: int, head_channels: Optional[int]) -> int:
+    """Number of heads: channels // head_channels when head_channels is set, else num_heads."""
+    if head_channels is not None:
+        if head_channels <= 0 or channels % head_channels:
+            raise ValueError(
+                f"head_channels ({head_channels}) must be positive and divide the channel count "
+                f"({channels}).")
+        return channels // head_channels
+    if num_heads <= 0 or channels % num_heads:
+        raise ValueError(
+            f"num_heads ({num_heads}) must be positive and divide the channel count "
+            f"({channels}).")
+    return num_heads
+
+
+class AttentionBlock(nn.Module):
+    """Spatial self-attention block with optional cross-attention (DDPM / ADM / Imagen style):
+        h = x + SelfAttention(GN(x))                       over all H*W positions
+        h = h + CrossAttention(GN(h), LN(context))         when a context (B, L, D) is given
+    The output projections are zero-initialised, so the block starts as the identity. Works on
+    images (B, H, W, C) and token sequences (B, L, C).
+    """
+
+    num_heads: int = 1
+    head_channels: Optional[int] = None
+    num_groups: int = 32
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, context=None):
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        attn = dict(num_heads=self.num_heads, head_channels=self.head_channels, **kw)
+        tokens = x.reshape(x.shape[0], -1, x.shape[-1]).astype(self.dtype)
+        normed = GroupNorm(self.num_groups, name="norm", **kw)(tokens)
+        tokens = tokens + MultiHeadAttention(**attn, name="self_attention")(normed, normed)
+        if context is not None:
+            normed = GroupNorm(self.num_groups, name="cross_norm", **kw)(tokens)
+            source = LayerNorm(name="context_norm", **kw)(context)
+            tokens = tokens + MultiHeadAttention(**attn, name="cross_attention")(normed, source)
+        return tokens.reshape(x.shape)
+
+
+class FeedForward(nn.Module):
+    """Transformer feed-forward sub-block (Vaswani et al. 2017) with a residual:
+        out = x + Dense_C(Dropout(GELU(Dense_{mult C}(LN(x)))))
+    with the last Dense zero-initialised (identity at init)."""
+
+    mult: int = 4
+    dropout: float = 0.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        h = LayerNorm(**kw)(x)
+        h = nn.gelu(Dense(self.mult * x.shape[-1], **kw)(h))
+        h = nn.Dropout(self.dropout)(h, deterministic=not train)
+        return x.astype(self.dtype) + Dense(x.shape[-1], zero_init=True, **kw)(h)

@@ -1,0 +1,105 @@
+"""A run's setup, done once before anything compiles: the checks within and across the config's
+sections, and what the run is made of (method, validated data, mesh and abstract train state),
+returned so that the run uses them instead of building them again.
+
+    prepare(config, workdir, mode) -> [Stage, ...]   one per training stage (train/stages.py)
+
+Each failure is a ValueError of one sentence naming the field: the train fields (loop.py,
+state.py, sharding.py), the method and model fields (methods.build), the data configs, the
+model's classes against the dataset's, the second image stream against the method, and the
+network against the image side (the abstract init in loop.setup traces the network).
+"""
+
+import dataclasses
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import ml_collections
+
+from jaxdiff import data, methods
+from jaxdiff.methods.base import Method
+from jaxdiff.train import loop
+from jaxdiff.train.stages import stage_runs
+
+MODES = ("train", "sample")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage (the whole run when the config has no stages), ready to run.
+
+    data / mix_data: what data.validate_data_config returned for config.data / config.mix_data
+    ((records, DatasetSpec, options)); None where the mode reads no data."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    method: Method
+    run: loop.Setup
+    data: Optional[tuple]
+    mix_data: Optional[tuple]
+
+
+def prepare(config, workdir: str, mode: str,
+            devices: Optional[Sequence[Any]] = None) -> list[Stage]:
+    """Every stage of the run in `workdir` (made absolute), checked and built (module
+    docstring)."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode {mode!r}; choose one of {MODES}.")
+    devices = list(devices or jax.devices())
+    workdir = absolute_workdir(workdir)
+    return [prepare_stage(stage_config, stage_workdir, mode, devices)
+            for stage_config, stage_workdir in stage_runs(config, workdir)]
+
+
+def absolute_workdir(workdir: str) -> str:
+    """A local path made absolute (orbax refuses relative checkpoint paths); a URL (gs://...)
+    unchanged."""
+    return workdir if "://" in workdir else os.path.abspath(workdir)
+
+
+def prepare_stage(config, workdir: str, mode: str, devices: Sequence[Any]) -> Stage:
+    loop.validate_config(config, len(devices), jax.process_count())
+    method = methods.build(config)
+    check_mix_data(config, method)
+    validated = mix_validated = None
+    if mode == "train" or method.reference_images:
+        validated = data.validate_data_config(config.data, global_batch_size=config.batch_size,
+                                              process_count=jax.process_count())
+        check_classes(method, validated[1])
+        if config.get("mix_data") is not None:
+            mix_validated = data.validate_data_config(
+                config.mix_data, global_batch_size=config.batch_size,
+                process_count=jax.process_count())
+    try:  # traces the network's init on an image of the configured side
+        run = loop.setup(config, method, devices)
+    except ValueError as error:
+        raise ValueError(f"The {config.model.get('name', method.name)} network does not take "
+                         f"images of data.resolution {config.data.resolution}: {error}") from None
+    return Stage(config, workdir, method, run, validated, mix_validated)
+
+
+def check_classes(method: Method, spec: data.DatasetSpec) -> None:
+    """A class-conditional network needs the dataset's classes, one embedding each."""
+    classes = method.num_classes
+    if classes == 0 or classes == spec.num_classes:
+        return
+    if spec.num_classes == 0:
+        raise ValueError(f"config.model.num_classes is {classes}, but {spec.name} has no "
+                         "labels: set config.model.num_classes=0 (an unconditional model).")
+    raise ValueError(f"config.model.num_classes is {classes}, but {spec.name} has "
+                     f"{spec.num_classes} classes: set it to {spec.num_classes}, or to 0 for an "
+                     "unconditional model.")
+
+
+def check_mix_data(config, method: Method) -> None:
+    """config.mix_data is given exactly when the method reads a second image stream."""
+    needs = "mix_image" in method.image_keys
+    given = config.get("mix_data") is not None
+    if needs and not given:
+        raise ValueError(f"Method {method.name!r} blends every image with one of a second "
+                         "dataset: set config.mix_data (a data config, e.g. "
+                         "name='folder:/path').")
+    if given and not needs:
+        raise ValueError(f"config.mix_data is set, but method {method.name!r} reads no second "
+                         "image stream (only cold diffusion's 'mix' degradation does): remove it.")

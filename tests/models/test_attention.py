@@ -1,0 +1,73 @@
+"""Tests of jaxdiff/models/attention.py: values computed by hand from the formulas in the
+docstrings."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdiff.models.attention import (AttentionBlock, FeedForward, MultiHeadAttention,
+                                      attention_weights, num_attention_heads)
+from test_layers import KEY, assert_logical_axes
+
+
+def test_attention_weights_are_float32_softmax_even_for_bfloat16():
+    q = jax.random.normal(KEY, (2, 5, 3, 4)).astype(jnp.bfloat16)
+    k = jax.random.normal(jax.random.key(1), (2, 6, 3, 4)).astype(jnp.bfloat16)
+    weights = attention_weights(q, k)
+    assert weights.dtype == jnp.float32 and weights.shape == (2, 3, 5, 6)
+    logits = np.einsum("bqhd,bkhd->bhqk", np.asarray(q, np.float64),
+                       np.asarray(k, np.float64)) / 2.0  # sqrt(d) = 2
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(weights, expected, atol=1e-6)
+
+
+def test_multi_head_attention_matches_hand_computation():
+    x = jax.random.normal(KEY, (1, 3, 4))
+    source = jax.random.normal(jax.random.key(1), (1, 2, 5))
+    module = MultiHeadAttention(num_heads=2, zero_init_out=False)
+    variables = module.init(KEY, x, source)
+    p = jax.tree.map(np.asarray, nn.unbox(variables["params"]))
+    proj = lambda name, h: np.asarray(h) @ p[name]["dense"]["kernel"] + p[name]["dense"]["bias"]
+    q = proj("query", x).reshape(1, 3, 2, 2)
+    k = proj("key", source).reshape(1, 2, 2, 2)
+    v = proj("value", source).reshape(1, 2, 2, 2)
+    logits = np.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(2)
+    w = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    heads = np.einsum("bhqk,bkhd->bqhd", w, v).reshape(1, 3, 4)
+    np.testing.assert_allclose(module.apply(variables, x, source), proj("out", heads),
+                               atol=1e-5)
+
+
+def test_num_attention_heads():
+    assert num_attention_heads(128, 4, None) == 4
+    assert num_attention_heads(192, 1, 64) == 3
+    with pytest.raises(ValueError, match="head_channels"):
+        num_attention_heads(96, 1, 64)
+    with pytest.raises(ValueError, match="num_heads"):
+        num_attention_heads(96, 5, None)
+
+
+def test_attention_block_identity_at_init_and_sows_float32_weights():
+    x = jax.random.normal(KEY, (2, 4, 4, 8)).astype(jnp.bfloat16)
+    context = jax.random.normal(KEY, (2, 3, 5))
+    module = AttentionBlock(num_heads=2, num_groups=4, dtype=jnp.bfloat16)
+    variables = module.init(KEY, x, context)
+    assert_logical_axes(variables["params"])
+    out, state = module.apply(variables, x, context, mutable=["intermediates"])
+    np.testing.assert_array_equal(out, x)
+    self_w = state["intermediates"]["self_attention"]["attention_weights"][0]
+    cross_w = state["intermediates"]["cross_attention"]["attention_weights"][0]
+    assert self_w.dtype == cross_w.dtype == jnp.float32
+    assert self_w.shape == (2, 2, 16, 16) and cross_w.shape == (2, 2, 16, 3)
+    np.testing.assert_allclose(cross_w.sum(-1), 1.0, atol=1e-6)
+
+
+def test_feed_forward_identity_at_init():
+    x = jax.random.normal(KEY, (2, 5, 8))
+    module = FeedForward(mult=2)
+    np.testing.assert_array_equal(module.apply(module.init(KEY, x), x), x)
