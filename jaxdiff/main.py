@@ -83,24 +83,16 @@ def initialize_distributed(coordinator_address, num_processes, process_id) -> No
         jax.distributed.initialize()
 
 
-def write_config(config, workdir: epath.Path) -> None:
-    if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-
-
 def run(stages: list, mode: str, num_samples=None):
-    """Records the config, then trains every stage in order (train/stages.py; one stage without
-    config.stages) and returns the last loop.train result, or samples from the last stage's
-    latest checkpoint and returns the path of the .npz. `stages` come from prepare.prepare,
-    which checked and built them."""
-    for stage in stages:
-        write_config(stage.config, epath.Path(stage.workdir))
+    """Trains every stage in order (train/stages.py; one stage without config.stages) and
+    returns the last loop.train result, or samples from the last stage's latest checkpoint and
+    returns the path of the .npz. `stages` come from prepare.prepare, which checked and built
+    them."""
     if mode == "sample":
         last = stages[-1]
-        return loop.sample_from_checkpoint(last.config, last.workdir, ready_method(last),
+        return loop.sample_from_checkpoint(last.config, last.workdir, last.method,
                                            num_samples or last.config.sample.num_samples,
-                                           run=last.run)
+                                           run=last.run, data_sources=(last.data, last.mix_data))
     for stage in stages:
         result = train_stage(stage)
         if result.preempted:
@@ -116,16 +108,10 @@ def train_stage(stage) -> loop.TrainResult:
         process_index=jax.process_index(), process_count=jax.process_count(),
         mix_config=config.get("mix_data"), validated=stage.data, mix_validated=stage.mix_data)
     try:
-        method = ready_method(stage) if config.sample.every else stage.method
-        return loop.train(config, stage.workdir, method, iterator, run=stage.run)
+        return loop.train(config, stage.workdir, stage.method, iterator, run=stage.run,
+                          data_sources=(stage.data, stage.mix_data))
     finally:
         iterator.close()
-
-
-def ready_method(stage):
-    """The stage's method with the training images its sampler starts from (if any), read from
-    the data the stage validated."""
-    return loop.with_reference_images(stage.config, stage.method, stage.data, stage.mix_data)
 
 
 class QuietCheckpointLogs(python_logging.Filter):
@@ -150,7 +136,7 @@ def main(argv):
     except ValueError as error:
         raise SystemExit(f"jaxdiff: {error}") from None
     if stages[0].workdir != workdir:  # a staged run: the whole config beside the stage folders
-        write_config(_CONFIG.value, epath.Path(workdir))
+        loop.write_config(_CONFIG.value, epath.Path(workdir))
     try:
         result = run(stages, _MODE.value, _NUM_SAMPLES.value)
     except checkpoint.IncompatibleCheckpoint as error:

@@ -11,8 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdiff import methods
-from jaxdiff.train import loop, prepare
+from jaxdiff.train import prepare
 from jaxdiff.train import step as step_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,11 +54,8 @@ def abstract_batch(config, method):
                                           for preset in COVERED[name]])
 def test_preset_builds_and_its_train_step_traces(name, preset):
     config = config_module(name)["get_config"](preset)
-    devices = jax.devices()
-    loop.validate_config(config, len(devices), 1)
-    method = methods.build(config)
-    prepare.check_mix_data(config, method)
-    run = loop.setup(config, method, devices)
+    stage = prepare.prepare_stage(config, "/tmp/unused", "train", jax.devices(), read_data=False)
+    method, run = stage.method, stage.run
     train_step = step_lib.make_train_step(method, run.tx, run.schedule,
                                           accum_steps=config.grad_accum_steps,
                                           ema_decay=config.ema_decay, mesh=run.mesh)

@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 import pytest
+import train_toy as toy
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
-import train_toy as toy
 from jaxdiff import main, methods
 from jaxdiff.train import prepare
 
@@ -113,6 +113,7 @@ def test_cli_trains_with_overrides_then_samples(tmp_path):
     assert mismatch.stderr.strip().splitlines()[-1].startswith(
         f"jaxdiff: The checkpoint at step 2 in {workdir / 'checkpoints'} does not match this "
         "run: config.model.features: checkpoint 16, run 8;")
+    assert json.loads((workdir / "config.json").read_text())["model"]["features"] == 16
 
     config = toy.toy_config(**{"model.features": 16, "num_steps": 2})
     npz_path = main.run(prepare.prepare(config, str(workdir), "sample"), "sample", num_samples=5)

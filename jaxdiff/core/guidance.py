@@ -81,3 +81,18 @@ def dynamic_threshold(x0, quantile=0.995):
     scale = jnp.maximum(jnp.quantile(flat, quantile, axis=1), 1.0)
     scale = expand_to(scale, x0)
     return jnp.clip(x0, -scale, scale) / scale
+
+
+# The x0 transforms by name: "none", "clip" (clip_x0) or "dynamic" (dynamic_threshold).
+X0_TRANSFORMS = ("none", "clip", "dynamic")
+
+
+def x0_transform(name: str, quantile: float = 0.995):
+    """The named x0 transform (None for "none"); "dynamic" thresholds at `quantile`."""
+    if name not in X0_TRANSFORMS:
+        raise ValueError(f"Unknown x0 transform {name!r}; expected one of {list(X0_TRANSFORMS)}.")
+    if name == "clip":
+        return clip_x0
+    if name == "dynamic":
+        return lambda x0: dynamic_threshold(x0, quantile)
+    return None

@@ -42,19 +42,17 @@ SCHEDULE_NAMES = tuple(DISCRETE_SCHEDULES) + CONTINUOUS_SCHEDULES
 class Schedule:
     """A logSNR schedule and how time is drawn for training and gridded for sampling.
 
-    alphas_cumprod = None: continuous time, t ~ U(0, 1) in training and samplers.time_grid for
-    sampling. A T-step table: a discrete chain; training draws the step i uniformly in
+    num_timesteps = None: continuous time, t ~ U(0, 1) in training and samplers.time_grid for
+    sampling. num_timesteps = T: a discrete chain; training draws the step i uniformly in
     0..T-1 (Ho et al. 2020, Algorithm 1) at t = (i + 1) / T, and sampling runs on the respaced
     chain of `num_steps` kept steps (Nichol & Dhariwal 2021), samplers.respaced_time_grid.
-    A shifted discrete chain keeps the unshifted table in alphas_cumprod.
+    alphas_cumprod is the chain's alpha_bar table; a shifted schedule has none (its logSNR is
+    no longer the table's).
     """
 
     logsnr_fn: Callable
-    alphas_cumprod: Optional[np.ndarray] = None  # the T-step table of a discrete chain
-
-    @property
-    def num_timesteps(self) -> Optional[int]:
-        return None if self.alphas_cumprod is None else len(self.alphas_cumprod)
+    num_timesteps: Optional[int] = None
+    alphas_cumprod: Optional[np.ndarray] = None  # the table of an unshifted discrete chain
 
     def training_times(self, rng, batch_size: int):
         if self.num_timesteps is None:
@@ -79,7 +77,7 @@ class Schedule:
         else:
             logsnr_fn = lambda t: schedules.interpolated_resolution_shift(
                 self.logsnr_fn(t), t, resolution, base_resolution, prior_base_resolution, power)
-        return Schedule(logsnr_fn, self.alphas_cumprod)
+        return Schedule(logsnr_fn, self.num_timesteps)
 
 
 def make_schedule(name: str, *, num_timesteps: int = 1000, logsnr_min: float = -15.0,
@@ -100,5 +98,5 @@ def make_schedule(name: str, *, num_timesteps: int = 1000, logsnr_min: float = -
         raise ValueError(f"The {name} schedule with {num_timesteps} timesteps has betas >= 1 "
                          "(linear betas end at 20 / T); use more timesteps.")
     alpha_bar = schedules.alphas_cumprod(betas)
-    return Schedule(schedules.discrete_logsnr_fn(alpha_bar), alpha_bar)
+    return Schedule(schedules.discrete_logsnr_fn(alpha_bar), num_timesteps, alpha_bar)
 

@@ -137,15 +137,6 @@ def resolution_shift(logsnr, resolution: float, base_resolution: float, power: f
     return logsnr - power * math.log(resolution / base_resolution)
 
 
-def shifted_cosine_logsnr(t, image_d: float, noise_d: float, logsnr_min: float = -15.0,
-                          logsnr_max: float = 15.0):
-    """Simple diffusion's shifted cosine: cosine_logsnr(t) + 2 log(noise_d / image_d).
-
-    Example: image_d = 256, noise_d = 64 at t = 0.5 gives SNR = 1/16, alpha^2 = 1/17.
-    """
-    return resolution_shift(cosine_logsnr(t, logsnr_min, logsnr_max), image_d, noise_d)
-
-
 def interpolated_resolution_shift(logsnr, t, resolution: float, base_resolution: float,
                                   prior_base_resolution: float, power: float = 2.0):
     """A shift whose base resolution moves with t (Hoogeboom et al. 2023, sec. 3.1):
@@ -153,22 +144,11 @@ def interpolated_resolution_shift(logsnr, t, resolution: float, base_resolution:
     t * shift(logSNR; prior_base_resolution) + (1 - t) * shift(logSNR; base_resolution),
     so near the prior (t -> 1) the schedule is the one shifted for prior_base_resolution (global
     structure) and near the data (t -> 0) the one shifted for base_resolution (detail).
+    Example: the cosine at t = 0.5 for 512 px, base 256, prior base 32 gives -3.4657359.
     """
     at_prior = resolution_shift(logsnr, resolution, prior_base_resolution, power)
     at_data = resolution_shift(logsnr, resolution, base_resolution, power)
     return t * at_prior + (1.0 - t) * at_data
-
-
-def interpolated_cosine_logsnr(t, image_d: float, noise_d_low: float, noise_d_high: float,
-                               logsnr_min: float = -15.0, logsnr_max: float = 15.0):
-    """Simple diffusion's interpolated schedule (Hoogeboom et al. 2023, sec. 3.1).
-
-    logSNR(t) = t * shifted(t; noise_d_low) + (1 - t) * shifted(t; noise_d_high)
-    (interpolated_resolution_shift of the cosine schedule).
-    Example: image_d = 512, low 32, high 256 at t = 0.5 gives -3.4657359.
-    """
-    return interpolated_resolution_shift(cosine_logsnr(t, logsnr_min, logsnr_max), t, image_d,
-                                         noise_d_high, noise_d_low)
 
 
 # ----------------------------------------------------------------------------------------------

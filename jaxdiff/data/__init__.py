@@ -7,6 +7,7 @@ Public API:
   create_iterator(config, *, global_batch_size, seed, process_index=0, process_count=1,
                   mix_config=None, validated=None, mix_validated=None)
                                               grain iterator of {"image": uint8, "label": int32}
+  check_mix_config(config, mix_config)        the mixing stream fits the first
   read_reference_images(config, num_images, *, seed, mix_config=None)
                                               a few training images, alike on every process
   to_model_input(images, dtype=jnp.float32)   uint8 -> [-1, 1] on device
@@ -15,11 +16,13 @@ Public API:
 
 from jaxdiff.data.config import default_data_config, validate_data_config
 from jaxdiff.data.folder import prepare_image_folder
-from jaxdiff.data.pipeline import create_iterator, read_reference_images, to_model_input
+from jaxdiff.data.pipeline import (check_mix_config, create_iterator, read_reference_images,
+                                   to_model_input)
 from jaxdiff.data.specs import DatasetSpec
 
 __all__ = [
     "DatasetSpec",
+    "check_mix_config",
     "create_iterator",
     "default_data_config",
     "prepare_image_folder",

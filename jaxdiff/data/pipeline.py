@@ -212,12 +212,17 @@ def create_iterator(data_config, *, global_batch_size, seed, process_index=0, pr
                   process_count=process_count)
     dataset = _stream(data_config, seed=seed, validated=validated, **common)
     if mix_config is not None:
-        if mix_config.resolution != data_config.resolution:
-            raise ValueError(f"The mixing stream's resolution {mix_config.resolution} must equal "
-                             f"data.resolution {data_config.resolution}.")
+        check_mix_config(data_config, mix_config)
         mix_stream = _stream(mix_config, seed=seed + 1, validated=mix_validated, **common)
         dataset = grain.experimental.ZipIterDataset([dataset, mix_stream]).map(_attach_mix)
     return iter(dataset)
+
+
+def check_mix_config(data_config, mix_config) -> None:
+    """The mixing stream's images have the side of the first stream's."""
+    if mix_config.resolution != data_config.resolution:
+        raise ValueError(f"config.mix_data.resolution {mix_config.resolution} must equal "
+                         f"data.resolution {data_config.resolution}.")
 
 
 def read_reference_images(data_config, num_images: int, *, seed: int, mix_config=None,

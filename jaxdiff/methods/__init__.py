@@ -14,7 +14,7 @@ import importlib.util
 from typing import Callable, NamedTuple
 
 from jaxdiff.methods.base import BuildInputs, Method
-from jaxdiff.methods.settings import Settings, plain
+from jaxdiff.methods.settings import plain
 
 
 class _Entry(NamedTuple):
@@ -25,8 +25,8 @@ class _Entry(NamedTuple):
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register(name: str, settings_type: type = Settings,
-             builder: Callable[[BuildInputs], Method] = None) -> None:
+def register(name: str, settings_type: type,
+             builder: Callable[[BuildInputs], Method]) -> None:
     """Makes `builder(BuildInputs) -> Method` available as config.method.name == name, with the
     fields of `settings_type`."""
     entry = _Entry(settings_type, builder)

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.checks import boolean, number_in, one_of
 from jaxdiff.core.labels import training_labels
 from jaxdiff.core.losses import attenuation_loss
 from jaxdiff.core.processes import attenuation_corrupt
@@ -35,7 +36,7 @@ from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
                                      training_apply)
 from jaxdiff.methods.sampler import gaussian_noise_start, make_sample_fn, x0_transform
-from jaxdiff.methods.settings import GuidanceSettings, boolean, number_in, one_of, setting
+from jaxdiff.methods.settings import GuidanceSettings, setting
 
 SAMPLERS = ("stochastic", "deterministic")
 
@@ -53,7 +54,7 @@ class AttenuationSettings(GuidanceSettings):
                                   number_in(0.0, 1.0, low_open=True, high_open=True))
 
 
-__doc__ += AttenuationSettings.describe()
+__doc__ = (__doc__ or "") + AttenuationSettings.describe()
 
 
 def sampling_grid(num_steps: int, t_min: float) -> np.ndarray:
@@ -95,9 +96,8 @@ def build(inputs: BuildInputs) -> Method:
         num_classes=classes, guidance_scale=settings.guidance_scale,
         start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
         run_fn=run_fn)
-    example = jnp.zeros((1, resolution, resolution, channels), jnp.float32)
-    return Method("attenuation", model, init_fn_for(model, example), loss_fn, sample_fn,
-                  num_classes=classes)
+    return Method("attenuation", model, init_fn_for(model, resolution, channels), loss_fn,
+                  sample_fn, num_classes=classes)
 
 
 register("attenuation", AttenuationSettings, build)

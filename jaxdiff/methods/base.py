@@ -65,6 +65,8 @@ class Method:
                diffusion's generation start); 0 for none. The loop reads them from the training
                data and calls `attach_reference(images, rng)`, which returns the method ready to
                sample; images is {"image": uint8 (N, H, W, 3)} plus "mix_image" where read.
+    min_batch_size: the smallest batch the loss takes (MDM's mixed-resolution batches need
+               enough samples to give the outer level one).
     """
 
     name: str
@@ -76,6 +78,7 @@ class Method:
     image_keys: tuple = ("image",)
     reference_images: int = 0
     attach_reference: Optional[Callable[[dict, jax.Array], "Method"]] = None
+    min_batch_size: int = 1
 
     def loss(self, params: Params, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict]:
         return self.loss_fn(self.model.apply, params, model_batch(batch, self.image_keys), rng)

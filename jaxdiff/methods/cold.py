@@ -28,10 +28,12 @@ architecture) and the method fields of ColdSettings:
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 
+from jaxdiff.checks import number_in, one_of
 from jaxdiff.core import cold_samplers
 from jaxdiff.core.degradations import (DEGRADATIONS, GaussianBlur, Pixelate, draw_training_steps,
                                        make_degradation, step_time)
@@ -42,7 +44,7 @@ from jaxdiff.methods.base import BuildInputs, Method, model_batch
 from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
                                      training_apply)
 from jaxdiff.methods.sampler import make_sample_fn
-from jaxdiff.methods.settings import Settings, number_in, one_of, setting
+from jaxdiff.methods.settings import Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +65,18 @@ class ColdSettings(Settings):
                                   number_in(1, integer=True))
 
     def check_together(self) -> None:
-        self.degradation_fn()  # raises for an unknown option
+        try:
+            self.operator  # noqa: B018 (building the degradation checks its options)
+        except ValueError as error:
+            raise ValueError(f"method.degradation_options: {error}") from None
 
-    def degradation_fn(self):
+    @functools.cached_property
+    def operator(self):
+        """The degradation D these settings name, built once."""
         return make_degradation(self.degradation, **dict(self.degradation_options))
 
 
-__doc__ += ColdSettings.describe()
+__doc__ = (__doc__ or "") + ColdSettings.describe()
 
 
 def has_flat_end(degradation, resolution: int) -> bool:
@@ -85,7 +92,7 @@ def build(inputs: BuildInputs) -> Method:
     """The cold-diffusion method of the inputs (module docstring); it samples once
     attach_reference has been given reference images."""
     settings, resolution = inputs.settings, inputs.resolution
-    degradation = settings.degradation_fn()
+    degradation = settings.operator
     num_steps = degradation.num_steps
     image_keys = ("image", "mix_image") if settings.degradation == "mix" else ("image",)
     model = create_network(inputs, "unet")
@@ -104,7 +111,8 @@ def build(inputs: BuildInputs) -> Method:
 
     def sample_before_reference(*args, **kwargs):
         raise ValueError("Cold diffusion starts sampling from training images: call "
-                         "Method.attach_reference(images, rng) first (the train loop does).")
+                         "Method.attach_reference(images, rng) first (the train loop does, "
+                         "through loop.with_reference_images).")
 
     def attach_reference(images: dict, rng) -> Method:
         reference = checked_reference(images, image_keys, model.out_channels, resolution)
@@ -116,9 +124,8 @@ def build(inputs: BuildInputs) -> Method:
         return dataclasses.replace(method, sample_fn=sample_fn, reference_images=0,
                                    attach_reference=None)
 
-    example = jnp.zeros((1, resolution, resolution, model.out_channels), jnp.float32)
-    method = Method("cold", model, init_fn_for(model, example), loss_fn, sample_before_reference,
-                    num_classes=classes, image_keys=image_keys,
+    method = Method("cold", model, init_fn_for(model, resolution, model.out_channels), loss_fn,
+                    sample_before_reference, num_classes=classes, image_keys=image_keys,
                     reference_images=settings.num_reference_images,
                     attach_reference=attach_reference)
     return method

@@ -21,6 +21,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from jaxdiff.checks import number_in, one_of
 from jaxdiff.core.losses import denoising_loss, hybrid_loss
 from jaxdiff.core.samplers import DDPM_VARIANCES
 from jaxdiff.methods import register
@@ -28,8 +29,7 @@ from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.gaussian import base_schedule, gaussian_training_forward, shift_for
 from jaxdiff.methods.network import create_network, init_fn_for, num_classes
 from jaxdiff.methods.sampler import gaussian_noise_start, gaussian_run_fn, make_sample_fn
-from jaxdiff.methods.settings import (GaussianSettings, number_in, one_of, replace_default,
-                                      setting)
+from jaxdiff.methods.settings import GaussianSettings, replace_default, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ class DDPMSettings(GaussianSettings):
                              "to 0.")
 
 
-__doc__ += DDPMSettings.describe()
+__doc__ = (__doc__ or "") + DDPMSettings.describe()
 
 
 def build(inputs: BuildInputs) -> Method:
@@ -99,8 +99,7 @@ def build(inputs: BuildInputs) -> Method:
         run_fn=gaussian_run_fn(settings, schedule.logsnr_fn,
                                schedule.sampling_times(settings.sample_steps), variance),
         postprocess=postprocess, variance_output=ancestral_learned)
-    example = jnp.zeros((1, resolution, resolution, channels), jnp.float32)
-    return Method("ddpm", model, init_fn_for(model, example), loss_fn, sample_fn,
+    return Method("ddpm", model, init_fn_for(model, resolution, channels), loss_fn, sample_fn,
                   num_classes=classes)
 
 

@@ -38,17 +38,17 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.checks import fail, number_in
 from jaxdiff.core.labels import training_labels
 from jaxdiff.core.losses import denoising_loss, nested_denoising_loss
-from jaxdiff.core.processes import (corrupt_pyramid, image_pyramid, pyramid_logsnrs,
-                                    pyramid_noise)
+from jaxdiff.core.processes import corrupt_pyramid, image_pyramid, pyramid_logsnrs, pyramid_noise
 from jaxdiff.methods import register
 from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.gaussian import base_schedule, shift_for
 from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
                                      training_apply)
 from jaxdiff.methods.sampler import gaussian_noise_start, gaussian_run_fn, make_sample_fn
-from jaxdiff.methods.settings import (GaussianSettings, number_in, replace_default, setting)
+from jaxdiff.methods.settings import GaussianSettings, replace_default, setting
 from jaxdiff.models.nested_unet import mixed_resolution_mask, mixed_resolution_pyramid
 
 
@@ -65,13 +65,18 @@ def parse_ratio(mixed_ratio: str) -> list:
 
 
 def check_ratio(name, value) -> None:
+    """A mixed ratio is '' (full batches) or positive numbers joined by ':'."""
+    if not isinstance(value, str):
+        fail(name, "a string such as '2:1' ('' for full batches)", value)
     if value:
         parse_ratio(value)
 
 
 def check_weights(name, value) -> None:
-    if any(isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0 for w in value):
-        raise ValueError(f"method.{name} must be non-negative numbers, got {value!r}.")
+    """Level weights are a sequence of non-negative numbers."""
+    if not isinstance(value, (tuple, list)) or any(
+            isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0 for w in value):
+        fail(name, "a sequence of non-negative numbers, one per active level", value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +91,7 @@ class MDMSettings(GaussianSettings):
                                check_ratio)
 
 
-__doc__ += MDMSettings.describe()
+__doc__ = (__doc__ or "") + MDMSettings.describe()
 
 
 def mixed_batch_sizes(mixed_ratio: str, num_levels: int, batch_size: int) -> list:
@@ -117,11 +122,23 @@ def active_levels(settings: MDMSettings, model) -> int:
     return active
 
 
-def check_resolution(resolution: int, model, active: int) -> None:
-    factor = model.innermost(active).level_factors[-1]
-    if resolution % factor:
+def level_sides(resolution: int, model, active: int) -> tuple:
+    """The side of every level of the network when the highest active level has the image
+    side; ValueError naming data.resolution when it does not divide into the levels."""
+    try:
+        return model.level_sides(resolution, model.depth - active)
+    except ValueError:
+        factor = model.innermost(active).level_factors[-1]
         raise ValueError(f"data.resolution {resolution} is not divisible by {factor}, the "
-                         "factor between the highest and the innermost active level.")
+                         "factor between the highest and the innermost active level.") from None
+
+
+def smallest_batch(mixed_ratio: str) -> int:
+    """The smallest batch in which the outer level gets a sample (mixed_batch_sizes)."""
+    if not mixed_ratio:
+        return 1
+    fractions = np.cumsum(parse_ratio(mixed_ratio))
+    return int(math.ceil(fractions[-1] / fractions[0] - 1e-9))
 
 
 def build(inputs: BuildInputs) -> Method:
@@ -129,15 +146,16 @@ def build(inputs: BuildInputs) -> Method:
     settings, resolution = inputs.settings, inputs.resolution
     model = create_network(inputs, "nested_unet")
     active = active_levels(settings, model)
-    check_resolution(resolution, model, active)
-    all_sides = model.level_sides(resolution, model.depth - active)
+    all_sides = level_sides(resolution, model, active)
     sides = all_sides[model.depth - active:]
     base = base_schedule(settings)
     logsnr_fns = [shift_for(base, settings, side, sides[-1]).logsnr_fn for side in sides]
     loss_fn = nested_loss_fn(settings, base, logsnr_fns, sides, num_classes(model))
 
     def active_apply(apply_fn):
-        """The apply of the active levels: apply_fn itself when every level is active."""
+        """The network of the active levels: apply_fn itself when every level is active, else
+        the NestedUNet's innermost levels (a whole-model apply_fn cannot take a partial
+        pyramid), which take the whole model's variables."""
         return apply_fn if active == model.depth else model.innermost_apply(active)
 
     channels = model.out_channels
@@ -145,12 +163,11 @@ def build(inputs: BuildInputs) -> Method:
         num_classes=num_classes(model), guidance_scale=settings.guidance_scale,
         start_fn=gaussian_noise_start(lambda n: [(n, side, side, channels) for side in sides]),
         run_fn=gaussian_run_fn(settings, logsnr_fns, base.sampling_times(settings.sample_steps)))
-    example = [jnp.zeros((1, side, side, channels), jnp.float32) for side in all_sides]
     return Method(
-        "mdm", model, init_fn_for(model, example),
+        "mdm", model, init_fn_for(model, list(all_sides), channels),
         loss_fn=lambda apply_fn, *args: loss_fn(active_apply(apply_fn), *args),
         sample_fn=lambda apply_fn, *args: sample_pyramid(active_apply(apply_fn), *args),
-        num_classes=num_classes(model))
+        num_classes=num_classes(model), min_batch_size=smallest_batch(settings.mixed_ratio))
 
 
 def nested_loss_fn(settings: MDMSettings, base, logsnr_fns, sides, classes: int):

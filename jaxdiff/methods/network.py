@@ -3,9 +3,9 @@ training call (with the random keys every loss splits alike) and the network as 
 
 Time input. Every jaxdiff network takes the continuous time t in [0, 1] (t = 0 data, t = 1
 prior) and embeds it itself (conditioning.TimeEmbedding embeds 1000 t; the dual UNet embeds
-log t), so the methods pass t unchanged: never the logSNR and never an integer step. A discrete T-step
-chain uses step i at t = (i + 1) / T (schedules.discrete_logsnr_fn), so a T = 1000 DDPM network
-sees 1000 t = i + 1.
+log t), so the methods pass t unchanged: never the logSNR and never an integer step. A
+discrete T-step chain uses step i at t = (i + 1) / T (schedules.discrete_logsnr_fn), so a
+T = 1000 DDPM network sees 1000 t = i + 1.
 """
 
 from typing import Any, Callable, NamedTuple
@@ -34,11 +34,14 @@ def num_classes(model) -> int:
     return int(getattr(model, "num_classes", 0))
 
 
-def init_fn_for(model, example_x):
-    """rng -> model variables, from a batch of one example (x an array or a list of arrays)."""
+def init_fn_for(model, sides, channels: int):
+    """rng -> model variables, from one zero image of side `sides` (an int) or one per level of
+    a pyramid (a list of sides), made when called (so building a method computes nothing)."""
 
     def init_fn(rng):
-        return model.init(rng, example_x, jnp.zeros((1,), jnp.float32))
+        images = ([jnp.zeros((1, side, side, channels)) for side in sides]
+                  if isinstance(sides, (list, tuple)) else jnp.zeros((1, sides, sides, channels)))
+        return model.init(rng, images, jnp.zeros((1,), jnp.float32))
 
     return init_fn
 

@@ -20,13 +20,8 @@ from jaxdiff.methods.network import network_denoiser
 
 
 def x0_transform(settings) -> Optional[Callable]:
-    """None, static clipping to [-1, 1], or Imagen's dynamic thresholding at the settings'
-    threshold_quantile (a GuidanceSettings)."""
-    if settings.x0_transform == "clip":
-        return guidance.clip_x0
-    if settings.x0_transform == "dynamic":
-        return lambda x0: guidance.dynamic_threshold(x0, settings.threshold_quantile)
-    return None
+    """The x0 transform a GuidanceSettings names (guidance.x0_transform)."""
+    return guidance.x0_transform(settings.x0_transform, settings.threshold_quantile)
 
 
 def to_image_range(images):

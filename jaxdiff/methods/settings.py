@@ -9,23 +9,22 @@ doc and a check, so that the config defaults, the docs and the validation all co
     MySettings.from_section(section) -> a checked MySettings   (config.method; "name" ignored)
     MySettings.describe()           -> "steps [10]  sampler steps" lines (module docstrings)
 
-A check is `check(field_name, value)`, raising ValueError in one sentence that names the field
-(as `method.<field>`) and what is allowed. Cross-field rules go in `check_together`.
+A check (jaxdiff/checks.py) raises ValueError in one sentence that names the field (as
+`method.<field>`) and what is allowed. Cross-field rules go in `check_together`.
 Settings shared by several methods are mixins below (GuidanceSettings, GaussianSettings); a
 method changes an inherited default with `replace_default`.
 """
 
 import dataclasses
-import math
-from typing import Any, Callable, Optional
+from typing import Optional
 
+import numpy as np
+
+from jaxdiff.checks import Check, number_in, one_of
+from jaxdiff.core.guidance import X0_TRANSFORMS
 from jaxdiff.core.predictions import PARAMETERIZATIONS
 from jaxdiff.core.samplers import GAUSSIAN_SAMPLERS
-from jaxdiff.core.schedule_registry import SCHEDULE_NAMES
-
-X0_TRANSFORMS = ("none", "clip", "dynamic")
-
-Check = Callable[[str, Any], None]
+from jaxdiff.core.schedule_registry import DISCRETE_SCHEDULES, SCHEDULE_NAMES
 
 
 def setting(default, doc: str, check: Optional[Check] = None):
@@ -41,43 +40,6 @@ def replace_default(settings_type, name: str, default):
     """The field `name` of settings_type (same doc and check) with another default."""
     field = next(f for f in dataclasses.fields(settings_type) if f.name == name)
     return setting(default, field.metadata["doc"], field.metadata["check"])
-
-
-def _fail(name: str, allowed: str, value) -> None:
-    raise ValueError(f"method.{name} must be {allowed}, got {value!r}.")
-
-
-def one_of(*choices) -> Check:
-    def check(name, value):
-        if value not in choices:
-            _fail(name, f"one of {list(choices)}", value)
-    return check
-
-
-def number_in(low=None, high=None, *, integer: bool = False, low_open: bool = False,
-              high_open: bool = False) -> Check:
-    """value in [low, high] (open ends where asked), finite, an int where asked."""
-    bounds = []
-    if low is not None:
-        bounds.append(f"{'above' if low_open else 'at least'} {low}")
-    if high is not None:
-        bounds.append(f"{'below' if high_open else 'at most'} {high}")
-    allowed = " ".join(["an integer" if integer else "a finite number"] + [" and ".join(bounds)])
-
-    def check(name, value):
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or (integer and not isinstance(value, int)) or not math.isfinite(value)):
-            _fail(name, allowed, value)
-        if low is not None and (value <= low if low_open else value < low):
-            _fail(name, allowed, value)
-        if high is not None and (value >= high if high_open else value > high):
-            _fail(name, allowed, value)
-    return check
-
-
-def boolean(name, value) -> None:
-    if not isinstance(value, bool):
-        _fail(name, "True or False", value)
 
 
 def plain(value):
@@ -107,12 +69,13 @@ class Settings:
         names = [field.name for field in dataclasses.fields(cls)]
         unknown = sorted(set(given) - set(names))
         if unknown:
-            raise ValueError(f"Unknown method field(s) {unknown}; this method's fields are "
-                             f"{sorted(names)}.")
+            method = dict(section or {}).get("name", "this method")
+            raise ValueError(f"Unknown method field(s) {unknown} for method {method!r}; its "
+                             f"fields are {sorted(names)}.")
         settings = cls(**given)
         for field in dataclasses.fields(cls):
             if field.metadata.get("check") is not None:
-                field.metadata["check"](field.name, getattr(settings, field.name))
+                field.metadata["check"](f"method.{field.name}", getattr(settings, field.name))
         settings.check_together()
         return settings
 
@@ -176,6 +139,11 @@ class GaussianSettings(GuidanceSettings):
 
     def check_together(self) -> None:
         super().check_together()
+        if self.is_discrete() and np.any(
+                DISCRETE_SCHEDULES[self.schedule](self.num_timesteps) >= 1.0):
+            raise ValueError(f"method.num_timesteps {self.num_timesteps} is too few for the "
+                             f"{self.schedule} schedule: its betas reach 1 (linear betas end at "
+                             "20 / T).")
         if self.is_discrete() and self.sample_steps > self.num_timesteps:
             raise ValueError(f"method.sample_steps ({self.sample_steps}) cannot exceed the "
                              f"{self.num_timesteps} steps of the discrete {self.schedule} "

@@ -21,6 +21,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from jaxdiff.checks import boolean, number_in, one_of
 from jaxdiff.core.losses import (WEIGHTINGS, denoising_loss, loss_weight, multiscale_mse,
                                  multiscale_resolutions)
 from jaxdiff.core.predictions import target_from_x0_eps
@@ -30,8 +31,7 @@ from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.gaussian import base_schedule, gaussian_training_forward, shift_for
 from jaxdiff.methods.network import create_network, init_fn_for, num_classes
 from jaxdiff.methods.sampler import gaussian_noise_start, gaussian_run_fn, make_sample_fn
-from jaxdiff.methods.settings import (GaussianSettings, boolean, number_in, one_of,
-                                      replace_default, setting)
+from jaxdiff.methods.settings import GaussianSettings, replace_default, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ class SimpleDiffusionSettings(GaussianSettings):
                                              number_in(1, integer=True))
 
 
-__doc__ += SimpleDiffusionSettings.describe()
+__doc__ = (__doc__ or "") + SimpleDiffusionSettings.describe()
 
 
 def build(inputs: BuildInputs) -> Method:
@@ -83,9 +83,8 @@ def build(inputs: BuildInputs) -> Method:
         start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
         run_fn=gaussian_run_fn(settings, schedule.logsnr_fn,
                                schedule.sampling_times(settings.sample_steps)))
-    example = jnp.zeros((1, resolution, resolution, channels), jnp.float32)
-    return Method("simple_diffusion", model, init_fn_for(model, example), loss_fn, sample_fn,
-                  num_classes=classes)
+    return Method("simple_diffusion", model, init_fn_for(model, resolution, channels), loss_fn,
+                  sample_fn, num_classes=classes)
 
 
 register("simple_diffusion", SimpleDiffusionSettings, build)

@@ -101,13 +101,17 @@ class NestedUNet(nn.Module):
     def depth(self) -> int:
         return len(self.channels)
 
+    def level_downsampling(self, level: int) -> int:
+        """How much level `level` downsamples inside: 2^(len(channels[level]) - 1)."""
+        return 2 ** (len(self.channels[level]) - 1)
+
     @property
     def level_factors(self) -> tuple:
         """Downsampling factor of every level relative to the outermost: f_0 = 1,
         f_{k+1} = f_k 2^(len(channels[k]) - 1)."""
         factors = [1]
-        for level_channels in self.channels[:-1]:
-            factors.append(factors[-1] * 2 ** (len(level_channels) - 1))
+        for level in range(self.depth - 1):
+            factors.append(factors[-1] * self.level_downsampling(level))
         return tuple(factors)
 
     def level_sides(self, side: int, level: int = 0) -> tuple:
@@ -126,10 +130,12 @@ class NestedUNet(nn.Module):
         if not 1 <= num_levels <= self.depth:
             raise ValueError(f"This NestedUNet has {self.depth} levels; cannot take the "
                              f"{num_levels} innermost.")
-        drop = self.depth - num_levels
-        return self.clone(channels=tuple(self.channels)[drop:],
-                          num_res_blocks=tuple(self.num_res_blocks)[drop:],
-                          attention_layers=tuple(self.attention_layers)[drop:])
+        return self.clone(**self.levels_without_outer(self.depth - num_levels))
+
+    def levels_without_outer(self, drop: int) -> dict:
+        """The per-level fields without the `drop` outermost levels."""
+        return {field: tuple(getattr(self, field))[drop:]
+                for field in ("channels", "num_res_blocks", "attention_layers")}
 
     def innermost_params(self, params, num_levels: int):
         """The parameters of innermost(num_levels): params["inner"] taken depth - num_levels
@@ -178,7 +184,7 @@ class NestedUNet(nn.Module):
         if any(x.ndim != 4 for x in images):
             raise ValueError(f"Expected NHWC batches, got shapes {[x.shape for x in images]}.")
         for level, x in enumerate(images):
-            factor = 2 ** (len(self.channels[level]) - 1)
+            factor = self.level_downsampling(level)
             if x.shape[1] % factor or x.shape[2] % factor:
                 raise ValueError(f"Level {level}: height and width {x.shape[1:3]} must be "
                                  f"divisible by {factor}.")
@@ -212,9 +218,7 @@ class NestedUNet(nn.Module):
         """The model of levels 1 .. depth-1 (its parameters are this model's params["inner"])."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                   if f.init and f.name not in ("parent", "name")}
-        for per_level in ("channels", "num_res_blocks", "attention_layers"):
-            fields[per_level] = tuple(fields[per_level])[1:]
-        return NestedUNet(**fields, name="inner")
+        return NestedUNet(**{**fields, **self.levels_without_outer(1)}, name="inner")
 
     @nn.compact
     def nested(self, images, t, labels, context, features, train: bool):

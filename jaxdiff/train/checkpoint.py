@@ -16,9 +16,9 @@ import threading
 from typing import Any, Optional
 
 import grain
-from absl import logging
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 from jaxdiff.train.state import TrainState
@@ -161,11 +161,11 @@ def read_init_params(init_from: str, current_meta: dict, target_params: Any) -> 
         if errors:
             raise IncompatibleCheckpoint(f"init_from {init_from!r} has other parameters: "
                                          f"{'; '.join(errors)}.")
-        params = source.restore_params(step, target_params)
+        params_and_ema = source.restore_params(step, target_params)
     finally:
         source.close()
     logging.info("Parameters initialised from %s step %d.", init_from, step)
-    return params
+    return params_and_ema
 
 
 class PreemptionWatch:

@@ -93,7 +93,7 @@ def setup(config, method: Method, devices: Optional[Sequence[Any]] = None) -> Se
     mesh = sharding_lib.create_mesh(dict(config.mesh), devices)
     rules = sharding_lib.rules_from_config(config.sharding.rules)
     init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
-    abstract_variables = jax.eval_shape(method.init_fn, init_key)
+    abstract_variables = abstract_init(config, method, init_key)
     params_sharding = sharding_lib.param_shardings(abstract_variables["params"], mesh, rules)
     abstract_params = nn.meta.unbox(abstract_variables["params"])
     schedule = state_lib.learning_rate_schedule(config.optimizer, config.num_steps)
@@ -109,6 +109,17 @@ def setup(config, method: Method, devices: Optional[Sequence[Any]] = None) -> Se
                  abstract_state=checkpoint_lib.with_shardings(abstract_state, state_shardings),
                  meta=checkpoint_lib.run_metadata(config.to_json_best_effort(),
                                                    abstract_params))
+
+
+def abstract_init(config, method: Method, init_key):
+    """The model's variables as ShapeDtypeStructs (jax.eval_shape: the network traces an image
+    of the configured side, allocating nothing); a network that refuses that side is one
+    sentence naming data.resolution."""
+    try:
+        return jax.eval_shape(method.init_fn, init_key)
+    except ValueError as error:
+        raise ValueError(f"The {type(method.model).__name__} network does not take images of "
+                         f"data.resolution {config.data.resolution}: {error}") from None
 
 
 def initial_state(config, method: Method, run: Setup) -> state_lib.TrainState:
@@ -179,18 +190,24 @@ class IntervalLog:
 
 
 def train(config, workdir: str, method: Method, iterator: Iterator[dict],
-          devices: Optional[Sequence[Any]] = None, run: Optional[Setup] = None) -> TrainResult:
+          devices: Optional[Sequence[Any]] = None, run: Optional[Setup] = None,
+          data_sources: tuple = (None, None)) -> TrainResult:
     """Trains `method` on batches from `iterator` (process-local {"image": uint8, "label"}; a
     grain iterator whose state is checkpointed) on `devices` (default all), resuming from
-    `<workdir>/checkpoints`. `run` is setup(config, method, devices) when already built."""
-    validate_config(config, len(devices or jax.devices()), jax.process_count())
+    `<workdir>/checkpoints`, and records the config in <workdir>/config.json once the
+    checkpoint there (if any) is known to fit. `run` is setup(config, method, devices) when
+    train/prepare.py built it (having validated the config); data_sources are what
+    data.validate_data_config returned for config.data and config.mix_data, if known."""
+    if run is None:
+        validate_config(config, len(devices or jax.devices()), jax.process_count())
+        run = setup(config, method, devices)
     workdir = epath.Path(workdir)
-    run = run or setup(config, method, devices)
     checkpointer = checkpoint_lib.Checkpointer(str(workdir / "checkpoints"),
                                                keep=config.checkpoint.keep,
                                                async_save=config.checkpoint.async_save)
-    writer = metrics_lib.create_writer(str(workdir / "tensorboard"), jax.process_index())
     state = restore_or_initialize(config, method, run, checkpointer, iterator)
+    write_config(config, workdir)
+    writer = metrics_lib.create_writer(str(workdir / "tensorboard"), jax.process_index())
     if int(state.step) == 0:
         log_parameters(state.params, writer)
     train_step = step_lib.jit_train_step(
@@ -198,8 +215,8 @@ def train(config, workdir: str, method: Method, iterator: Iterator[dict],
                                  accum_steps=config.grad_accum_steps,
                                  ema_decay=config.ema_decay, mesh=run.mesh),
         run.state_shardings, run.mesh)
-    grids = SampleGrids(config, with_reference_images(config, method), run.mesh, workdir,
-                        writer) if config.sample.every else None
+    grids = SampleGrids(config, with_reference_images(config, method, *data_sources),
+                        run.mesh, workdir, writer) if config.sample.every else None
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
     watch = checkpoint_lib.PreemptionWatch(checkpointer.manager)
     log, preempted = IntervalLog(config, writer), False
@@ -221,6 +238,13 @@ def train(config, workdir: str, method: Method, iterator: Iterator[dict],
         watch.close()
         writer.close()
     return TrainResult(state=state, logged=log.logged, preempted=preempted)
+
+
+def write_config(config, workdir: epath.Path) -> None:
+    """<workdir>/config.json: the resolved config (process 0)."""
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
 def log_parameters(params, writer) -> None:
@@ -280,10 +304,11 @@ def restore_or_initialize(config, method: Method, run: Setup,
 
 def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: int,
                            devices: Optional[Sequence[Any]] = None,
-                           run: Optional[Setup] = None) -> epath.Path:
+                           run: Optional[Setup] = None,
+                           data_sources: tuple = (None, None)) -> epath.Path:
     """`--mode=sample`: samples from the EMA parameters of the workdir's latest checkpoint
     (seed config.sample.seed), written by process 0 to <workdir>/samples; returns the .npz
-    path. `run` is setup(config, method, devices) when already built."""
+    path. `run` and `data_sources` as in train."""
     workdir = epath.Path(workdir)
     run = run or setup(config, method, devices)
     checkpointer = checkpoint_lib.Checkpointer(str(workdir / "checkpoints"), keep=1,
@@ -295,7 +320,7 @@ def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: in
     checkpointer.check_compatible(step, run.meta)
     state = checkpointer.restore(step, run.abstract_state)
     checkpointer.close()
-    method = with_reference_images(config, method)
+    method = with_reference_images(config, method, *data_sources)
     sampler = sampling.make_sampler(method, run.mesh, num_samples)
     samples = sampling.highest_resolution(
         sampler(state.ema_params, jax.random.PRNGKey(config.sample.seed)))

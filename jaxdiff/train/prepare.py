@@ -7,7 +7,9 @@ returned so that the run uses them instead of building them again.
 Each failure is a ValueError of one sentence naming the field: the train fields (loop.py,
 state.py, sharding.py), the method and model fields (methods.build), the data configs, the
 model's classes against the dataset's, the second image stream against the method, and the
-network against the image side (the abstract init in loop.setup traces the network).
+network against the image side (loop.abstract_init traces the network), the batch against the
+method's smallest batch. An existing checkpoint is checked by the loop before anything compiles
+or is written (checkpoint.IncompatibleCheckpoint).
 """
 
 import dataclasses
@@ -58,12 +60,16 @@ def absolute_workdir(workdir: str) -> str:
     return workdir if "://" in workdir else os.path.abspath(workdir)
 
 
-def prepare_stage(config, workdir: str, mode: str, devices: Sequence[Any]) -> Stage:
+def prepare_stage(config, workdir: str, mode: str, devices: Sequence[Any],
+                  read_data: bool = True) -> Stage:
+    """One stage, checked and built; read_data=False leaves the data configs unopened (a
+    dataset the user has not prepared here), and the stage's data None."""
     loop.validate_config(config, len(devices), jax.process_count())
     method = methods.build(config)
+    check_batch(config, method)
     check_mix_data(config, method)
     validated = mix_validated = None
-    if mode == "train" or method.reference_images:
+    if read_data and (mode == "train" or method.reference_images):
         validated = data.validate_data_config(config.data, global_batch_size=config.batch_size,
                                               process_count=jax.process_count())
         check_classes(method, validated[1])
@@ -71,11 +77,7 @@ def prepare_stage(config, workdir: str, mode: str, devices: Sequence[Any]) -> St
             mix_validated = data.validate_data_config(
                 config.mix_data, global_batch_size=config.batch_size,
                 process_count=jax.process_count())
-    try:  # traces the network's init on an image of the configured side
-        run = loop.setup(config, method, devices)
-    except ValueError as error:
-        raise ValueError(f"The {config.model.get('name', method.name)} network does not take "
-                         f"images of data.resolution {config.data.resolution}: {error}") from None
+    run = loop.setup(config, method, devices)  # traces the network on the configured side
     return Stage(config, workdir, method, run, validated, mix_validated)
 
 
@@ -92,8 +94,18 @@ def check_classes(method: Method, spec: data.DatasetSpec) -> None:
                      "unconditional model.")
 
 
+def check_batch(config, method: Method) -> None:
+    """Each microbatch is at least the smallest batch the method's loss takes."""
+    microbatch = config.batch_size // config.grad_accum_steps
+    if microbatch < method.min_batch_size:
+        raise ValueError(f"config.batch_size / grad_accum_steps is {microbatch}, below the "
+                         f"{method.min_batch_size} samples the {method.name} method's settings "
+                         "need in a batch (e.g. method.mixed_ratio).")
+
+
 def check_mix_data(config, method: Method) -> None:
-    """config.mix_data is given exactly when the method reads a second image stream."""
+    """config.mix_data is given exactly when the method reads a second image stream, at the
+    image side of config.data."""
     needs = "mix_image" in method.image_keys
     given = config.get("mix_data") is not None
     if needs and not given:
@@ -103,3 +115,5 @@ def check_mix_data(config, method: Method) -> None:
     if given and not needs:
         raise ValueError(f"config.mix_data is set, but method {method.name!r} reads no second "
                          "image stream (only cold diffusion's 'mix' degradation does): remove it.")
+    if given:
+        data.check_mix_config(config.data, config.mix_data)

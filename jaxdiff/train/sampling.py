@@ -14,7 +14,6 @@ from jaxdiff.methods.base import Method
 from jaxdiff.train import images as images_lib
 from jaxdiff.train import sharding as sharding_lib
 
-
 # A class-conditional grid puts one class per column when there are at most this many classes.
 MAX_CLASS_COLUMNS = 16
 

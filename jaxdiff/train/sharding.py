@@ -66,20 +66,20 @@ def spec_for_shape(shape: Sequence[int], logical_names: Optional[Sequence[Option
                    rules: Sequence[Sequence[Any]], mesh: Mesh,
                    fallbacks: Optional[list] = None) -> PartitionSpec:
     """The mesh PartitionSpec of one array: each dimension gets the mesh axis its logical name
-    maps to, unless the dimension is not divisible by that axis size (then it is replicated and,
-    if `fallbacks` is a list, (logical name, size, axis) is appended to it) or the axis is
-    already used by an earlier dimension (then it is replicated)."""
+    maps to, unless the dimension is not divisible by that axis size or the axis is already
+    used by an earlier dimension; then the dimension is replicated and, if `fallbacks` is a
+    list, (logical name, size, axis, reason) is appended to it."""
     if logical_names is None:
         return PartitionSpec()
     rule_map = dict(rules)
     used, spec = set(), []
     for size, name in zip(shape, logical_names):
         axis = rule_map.get(name)
-        if axis is not None and axis not in used and size % mesh.shape[axis]:
-            if fallbacks is not None:
-                fallbacks.append((name, size, axis))
-            axis = None
-        if axis is None or axis in used:
+        reason = ("already splits an earlier dimension" if axis in used else
+                  "does not divide it" if axis is not None and size % mesh.shape[axis] else None)
+        if reason and fallbacks is not None:
+            fallbacks.append((name, size, axis, reason))
+        if axis is None or reason:
             spec.append(None)
         else:
             spec.append(axis)
@@ -91,7 +91,7 @@ def param_shardings(abstract_variables: Any, mesh: Mesh, rules: Sequence[Sequenc
     """NamedShardings for a tree of (possibly `nn.LogicallyPartitioned`) abstract parameters.
 
     Returns a tree with the structure of the unboxed parameters. Dimensions that a rule maps to
-    a mesh axis they do not divide stay replicated, and the log says which."""
+    a mesh axis but that stay replicated are logged, with why."""
     logical_specs = nn.get_partition_spec(abstract_variables)
     shapes = nn.meta.unbox(abstract_variables)
     fallbacks = []
@@ -104,11 +104,10 @@ def param_shardings(abstract_variables: Any, mesh: Mesh, rules: Sequence[Sequenc
     shardings = jax.tree.map(to_sharding, shapes, logical_specs,
                              is_leaf=lambda x: isinstance(x, PartitionSpec))
     if fallbacks:
-        kinds = sorted({f"{name} of size {size} over {axis} ({mesh.shape[axis]})"
-                        for name, size, axis in fallbacks})
-        logging.info("Sharding: %d parameter dimensions are replicated instead of split, since "
-                     "their size does not divide the mesh axis: %s.", len(fallbacks),
-                     "; ".join(kinds))
+        kinds = sorted({f"{name} of size {size} over {axis} ({mesh.shape[axis]}): {reason}"
+                        for name, size, axis, reason in fallbacks})
+        logging.warning("Sharding: %d parameter dimensions stay replicated instead of following "
+                        "their rule: %s.", len(fallbacks), "; ".join(kinds))
     return shardings
 
 

@@ -10,13 +10,14 @@ Optimizer config fields (`config.optimizer`):
     grad_clip       clip by global norm (Pascanu et al. 2013); 0 disables clipping
 """
 
-import math
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxdiff.checks import number_in, one_of
 
 SCHEDULES = ("constant", "cosine")
 
@@ -40,28 +41,22 @@ class TrainState:
 
 def check_optimizer_config(opt_config) -> None:
     """ValueError in one sentence for an optimizer value that cannot train."""
-    def require(field, ok, allowed):
-        value = opt_config[field]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and ok(value)):
-            raise ValueError(f"config.optimizer.{field} must be {allowed}, got {value!r}.")
-
-    require("learning_rate", lambda v: v > 0, "a finite positive number")
-    require("warmup_steps", lambda v: v >= 0 and float(v).is_integer(),
-            "a non-negative integer")
-    for field in ("b1", "b2"):
-        require(field, lambda v: 0 <= v < 1, "a number in [0, 1)")
-    require("eps", lambda v: v > 0, "a finite positive number")
-    for field in ("weight_decay", "grad_clip"):
-        require(field, lambda v: v >= 0, "a finite non-negative number (0 disables it)")
-    if opt_config.schedule not in SCHEDULES:
-        raise ValueError(f"config.optimizer.schedule must be one of {list(SCHEDULES)}, got "
-                         f"{opt_config.schedule!r}.")
+    field_checks = {
+        "learning_rate": number_in(0.0, low_open=True),
+        "warmup_steps": number_in(0, integer=True),
+        "schedule": one_of(*SCHEDULES),
+        "b1": number_in(0.0, 1.0, high_open=True),
+        "b2": number_in(0.0, 1.0, high_open=True),
+        "eps": number_in(0.0, low_open=True),
+        "weight_decay": number_in(0.0),
+        "grad_clip": number_in(0.0),  # 0 disables clipping
+    }
+    for field, check in field_checks.items():
+        check(f"config.optimizer.{field}", opt_config[field])
 
 
 def check_ema_decay(decay) -> None:
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
-        raise ValueError(f"config.ema_decay must be a number in [0, 1), got {decay!r}.")
+    number_in(0.0, 1.0, high_open=True)("config.ema_decay", decay)
 
 
 def learning_rate_schedule(opt_config, num_steps: int) -> optax.Schedule:

@@ -35,17 +35,20 @@ def test_continuous_cosine_logsnr_values():
 
 
 def test_shifted_cosine_64_to_256_at_half():
-    alpha_sq = jax.nn.sigmoid(schedules.shifted_cosine_logsnr(0.5, image_d=256, noise_d=64))
-    assert float(alpha_sq) == pytest.approx(1.0 / 17.0, rel=1e-5)
+    shifted = schedules.resolution_shift(schedules.cosine_logsnr(0.5), 256, 64)
+    assert float(jax.nn.sigmoid(shifted)) == pytest.approx(1.0 / 17.0, rel=1e-5)
 
 
-def test_interpolated_cosine_values():
-    value = schedules.interpolated_cosine_logsnr(0.5, 512, 32, 256)
-    assert float(value) == pytest.approx(-3.4657359, abs=1e-5)
+def test_interpolated_shift_of_the_cosine_values():
+    """Simple diffusion's 512 px schedule: the shift for 256 px at the data, for 32 px at the
+    prior."""
+    def interpolated(t):
+        return schedules.interpolated_resolution_shift(schedules.cosine_logsnr(t), t, 512, 256, 32)
+
+    assert float(interpolated(0.5)) == pytest.approx(-3.4657359, abs=1e-5)
     # At t = 0.25 the weights are 1/4 on the 32-shift (-2 log 16) and 3/4 on the 256-shift
     # (-2 log 2): cosine(0.25) - 0.5 log 16 - 1.5 log 2 = 1.7611832 - 3.5 log 2.
-    value = schedules.interpolated_cosine_logsnr(0.25, 512, 32, 256)
-    assert float(value) == pytest.approx(1.7611832 - 3.5 * math.log(2.0), abs=1e-5)
+    assert float(interpolated(0.25)) == pytest.approx(1.7611832 - 3.5 * math.log(2.0), abs=1e-5)
 
 
 def test_resolution_shift_divides_snr():

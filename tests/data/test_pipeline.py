@@ -164,7 +164,7 @@ def test_mixing_stream_zips_a_second_dataset_and_resumes_with_it():
     resumed.close()
     np.testing.assert_array_equal(batch["image"], paired[1]["image"])
     np.testing.assert_array_equal(batch["mix_image"], paired[1]["mix_image"])
-    with pytest.raises(ValueError, match="mixing stream's resolution 16 must equal"):
+    with pytest.raises(ValueError, match="config.mix_data.resolution 16 must equal"):
         create_iterator(digits_config(), global_batch_size=4, seed=3,
                         mix_config=digits_config(resolution=16))
 

@@ -5,13 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from jaxdiff.core.analytic import attenuation_gaussian_denoiser
-from jaxdiff import methods
-from jaxdiff.methods import attenuation
 from methods_testing import (DATA_MEAN, DATA_STD, DATA_VARIANCE, SMALLEST_UNET, analytic_apply,
                              assert_gaussian_moments, assert_learns, make_config, random_images,
                              sample)
+
+from jaxdiff import methods
+from jaxdiff.core.analytic import attenuation_gaussian_denoiser
+from jaxdiff.methods import attenuation
 
 RESOLUTION = 8
 TINY = {"preset": "tiny"}

@@ -4,13 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from jaxdiff.core.analytic import gaussian_denoiser
-from jaxdiff.core.schedules import alphas_cumprod, discrete_logsnr_fn, linear_betas
-from jaxdiff import methods
 from methods_testing import (DATA_MEAN, DATA_STD, DATA_VARIANCE, SMALLEST_UNET, analytic_apply,
                              assert_gaussian_moments, assert_learns, make_config, random_images,
                              sample)
+
+from jaxdiff import methods
+from jaxdiff.core.analytic import gaussian_denoiser
+from jaxdiff.core.schedules import alphas_cumprod, discrete_logsnr_fn, linear_betas
 
 RESOLUTION = 8
 TINY = {"preset": "tiny"}

@@ -1,20 +1,20 @@
 """Matryoshka diffusion method: nested training on the tiny NestedUNet, mixed-resolution batches,
 progressive (partial) training, and joint pyramid sampling against the exact denoiser."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import flax.linen as nn
-
-from jaxdiff.core import schedules
-from jaxdiff.core.analytic import pyramid_gaussian_denoiser
-from jaxdiff.core.processes import average_pool
-from jaxdiff import methods
-from jaxdiff.methods import mdm
 from methods_testing import (DATA_MEAN, DATA_STD, DATA_VARIANCE, analytic_apply,
                              assert_gaussian_moments, assert_learns, make_config, random_images,
                              sample)
+
+from jaxdiff import methods
+from jaxdiff.core import schedules
+from jaxdiff.core.analytic import pyramid_gaussian_denoiser
+from jaxdiff.core.processes import average_pool
+from jaxdiff.methods import mdm
 
 RESOLUTION = 16  # tiny_2: a 16 px level around an 8 px core
 TINY_2 = {"preset": "tiny_2"}
@@ -34,7 +34,10 @@ def test_mixed_batch_sizes_hand_values():
     assert mdm.mixed_batch_sizes("1:1:2", 3, 8) == [2, 4, 8]
     assert mdm.mixed_batch_sizes("", 2, 5) == [5, 5]
     with pytest.raises(ValueError, match="leaves the outer level no sample"):
-        mdm.mixed_batch_sizes("1:8", 2, 4)
+        mdm.mixed_batch_sizes("1:8", 2, 8)
+    assert mdm.mixed_batch_sizes("1:8", 2, 9) == [1, 9]
+    assert mdm.smallest_batch("1:8") == 9 and mdm.smallest_batch("2:1") == 2
+    assert mdm.smallest_batch("") == 1
 
 
 def test_nested_loss_with_mixed_batches_and_level_weights_hand_value():
@@ -119,6 +122,8 @@ def test_joint_pyramid_samples_follow_the_data_with_the_exact_denoiser(fields):
     (dict(mixed_ratio="a:b"), "mixed_ratio"),
     (dict(level_weights=(1.0,)), "level_weights"),
     (dict(level_weights=(1.0, -1.0)), "non-negative"),
+    (dict(level_weights=3.0), "method.level_weights must be a sequence of non-negative"),
+    (dict(mixed_ratio=2), "method.mixed_ratio must be a string such as '2:1'"),
     (dict(active_levels=3), "active_levels"),
     (dict(schedule="sqrt"), "method.schedule must be one of"),
     (dict(parameterization="c"), "method.parameterization must be one of"),

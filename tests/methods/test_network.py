@@ -4,10 +4,10 @@ every loss splits alike."""
 import jax
 import numpy as np
 import pytest
+from methods_testing import make_config
 
 from jaxdiff import methods
 from jaxdiff.methods import network
-from methods_testing import make_config
 
 
 @pytest.mark.parametrize("model, message", [

@@ -1,21 +1,20 @@
 """Simple diffusion method: training on the tiny U-ViT, schedules, sampling against the exact
 Gaussian denoiser."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from jaxdiff.core import schedules
-from jaxdiff.core.analytic import gaussian_denoiser
-from jaxdiff import methods
-from jaxdiff.methods import simple_diffusion
-from jaxdiff.methods.gaussian import base_schedule, shift_for
 from methods_testing import (DATA_MEAN, DATA_STD, DATA_VARIANCE, analytic_apply,
                              assert_gaussian_moments, assert_learns, make_config, random_images,
                              sample)
+
+from jaxdiff import methods
+from jaxdiff.core import schedules
+from jaxdiff.core.analytic import gaussian_denoiser
+from jaxdiff.methods import simple_diffusion
+from jaxdiff.methods.gaussian import base_schedule, shift_for
 
 RESOLUTION = 16
 TINY = {"preset": "tiny"}
@@ -65,7 +64,7 @@ def test_samples_follow_the_data_with_the_exact_denoiser(fields):
     (DDIM, 512 steps), 3.6% for ancestral at 512 steps (hence 1024) and 0.7% for DPM-Solver++;
     at 32 steps it is 25%, 19% and 50%."""
     method = methods.build(config(shift_base_resolution=8, x0_transform="none", **fields))
-    logsnr_fn = functools.partial(schedules.shifted_cosine_logsnr, image_d=RESOLUTION, noise_d=8)
+    logsnr_fn = lambda t: schedules.resolution_shift(schedules.cosine_logsnr(t), RESOLUTION, 8)  # noqa: E731
     denoise = gaussian_denoiser(DATA_MEAN, DATA_VARIANCE, logsnr_fn, fields["parameterization"])
     samples = sample(method, 64, analytic_apply(denoise))
     assert samples.shape == (64, RESOLUTION, RESOLUTION, 3)
@@ -75,7 +74,7 @@ def test_samples_follow_the_data_with_the_exact_denoiser(fields):
 def test_guided_sampling_of_a_label_free_denoiser_is_unguided():
     """With classes and guidance scale 4, a network that ignores labels samples exactly as the
     unconditional method (guidance combines two equal outputs)."""
-    logsnr_fn = functools.partial(schedules.shifted_cosine_logsnr, image_d=RESOLUTION, noise_d=64)
+    logsnr_fn = lambda t: schedules.resolution_shift(schedules.cosine_logsnr(t), RESOLUTION, 64)  # noqa: E731
     apply_fn = analytic_apply(gaussian_denoiser(DATA_MEAN, DATA_VARIANCE, logsnr_fn, "v"))
     plain = methods.build(config(sample_steps=16, sampler="ddim"))
     guided = methods.build(config({"preset": "tiny", "num_classes": 4}, sample_steps=16,

@@ -9,11 +9,11 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
-
 import train_toy as toy
+from train_runs import train
+
 from jaxdiff import methods
 from jaxdiff.train import loop
-from train_runs import train
 
 
 def test_validation_rejects_indivisible_batch():

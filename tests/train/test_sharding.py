@@ -38,8 +38,10 @@ def test_rules_map_logical_names_with_divisibility_fallback():
     assert sharding.spec_for_shape((3, 3, 8, 3), conv, rules, mesh) == P(None, None, None, None)
     # A mesh axis is used once per array, by the first dimension that maps to it.
     both = sharding.rules_from_config([("channels_in", "fsdp"), ("channels_out", "fsdp")])
-    assert sharding.spec_for_shape((4, 8), ("channels_in", "channels_out"), both, mesh) == P(
-        "fsdp", None)
+    fallbacks = []
+    assert sharding.spec_for_shape((4, 8), ("channels_in", "channels_out"), both, mesh,
+                                   fallbacks) == P("fsdp", None)
+    assert fallbacks == [("channels_out", 8, "fsdp", "already splits an earlier dimension")]
     assert sharding.spec_for_shape((4,), None, rules, mesh) == P()
     with pytest.raises(ValueError, match="must be \\(logical name"):
         sharding.rules_from_config([("channels_out", "model")])
@@ -50,8 +52,8 @@ def test_parameter_and_optimizer_shardings_of_the_toy_model(caplog):
     caplog.set_level(logging.INFO, logger="absl")
     run = loop.setup(config, methods.build(config))
     # The fallback to replication is logged, not silent.
-    assert ("Sharding: 2 parameter dimensions are replicated instead of split, since their size "
-            "does not divide the mesh axis: channels_out of size 3 over fsdp (2).") in caplog.text
+    assert ("Sharding: 2 parameter dimensions stay replicated instead of following their rule: "
+            "channels_out of size 3 over fsdp (2): does not divide it.") in caplog.text
     params = run.state_shardings.params
     assert params["Conv_0"]["conv"]["kernel"].spec == P(None, None, None, "fsdp")
     assert params["Conv_0"]["conv"]["bias"].spec == P("fsdp")
