@@ -135,7 +135,7 @@ class GaussianSettings(GuidanceSettings):
     eta: float = setting(0.0, "DDIM eta (0 = deterministic)", number_in(0.0))
 
     def is_discrete(self) -> bool:
-        return self.schedule != "cosine"
+        return self.schedule in DISCRETE_SCHEDULES
 
     def check_together(self) -> None:
         super().check_together()
