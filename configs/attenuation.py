@@ -14,9 +14,12 @@ from jaxdiff.train.defaults import experiment_config, select_preset
 
 
 def cpu():
-    """A tiny dual-decoder UNet on the built-in digits: minutes on a laptop CPU."""
+    """A tiny dual-decoder UNet on the built-in digits: minutes on a laptop CPU. The sampler is
+    the cheapest that matches the best 250-step one on this model (benchmarks/
+    trained_samplers.py; README, "Sampler defaults")."""
     return experiment_config(
-        method=dict(name="attenuation", sampler="stochastic", sample_steps=10),
+        method=dict(name="attenuation", sampler="deterministic", time_grid="uniform",
+                    sample_steps=10),
         model=dict(name="dual_unet", preset="tiny", num_classes=10),
         data=dict(name="builtin:digits", resolution=16),
         num_steps=1500, batch_size=32, ema_decay=0.995, log_every=100,

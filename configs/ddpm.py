@@ -11,10 +11,14 @@ from jaxdiff.train.defaults import experiment_config, select_preset
 
 
 def cpu():
-    """A tiny class-conditional UNet on the built-in digits: minutes on a laptop CPU."""
+    """A tiny class-conditional UNet on the built-in digits: minutes on a laptop CPU. It predicts
+    v, not the paper's eps: at this budget an eps-predicting tiny UNet leaves about 60% of its
+    samples washed-out grey squares whatever the sampler (its x0 = (x_t - sigma eps) / alpha
+    amplifies the eps error by 1 / alpha near the prior), v and x0 prediction none."""
     return experiment_config(
         method=dict(name="ddpm", schedule="cosine_betas", num_timesteps=1000,
-                    sampler="ancestral", sample_steps=100, guidance_scale=1.0),
+                    parameterization="v", sampler="ancestral", sample_steps=100,
+                    guidance_scale=1.0),
         model=dict(name="unet", preset="tiny", num_classes=10),
         data=dict(name="builtin:digits", resolution=16),
         num_steps=1500, batch_size=32, ema_decay=0.995, log_every=100,

@@ -16,10 +16,13 @@ from jaxdiff.train.defaults import experiment_config, select_preset
 
 
 def cpu():
-    """A tiny U-ViT on the built-in digits: minutes on a laptop CPU."""
+    """A tiny U-ViT on the built-in digits: minutes on a laptop CPU. The sampler is the cheapest
+    that matches the best 250-step one on this model (benchmarks/trained_samplers.py; README,
+    "Sampler defaults")."""
     return experiment_config(
         method=dict(name="simple_diffusion", schedule="cosine", shift_base_resolution=16,
-                    parameterization="v", sampler="dpm_solver_pp", sample_steps=25),
+                    parameterization="v", sampler="dpm_solver_pp_3m", time_grid="logsnr",
+                    sample_steps=10),
         model=dict(name="uvit", preset="tiny", num_classes=10),
         data=dict(name="builtin:digits", resolution=16),
         num_steps=1500, batch_size=32, ema_decay=0.995, log_every=100,

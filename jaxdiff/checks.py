@@ -25,20 +25,22 @@ def one_of(*choices) -> Check:
 
 
 def number_in(low=None, high=None, *, integer: bool = False, low_open: bool = False,
-              high_open: bool = False) -> Check:
-    """value is a finite number (an int where asked) in [low, high], the ends open where asked
-    and either end optional."""
+              high_open: bool = False, infinite: bool = False) -> Check:
+    """value is a finite number (an int where asked; +-inf too where `infinite`) in [low, high],
+    the ends open where asked and either end optional."""
     bounds = []
     if low is not None:
         bounds.append(f"{'above' if low_open else 'at least'} {low}")
     if high is not None:
         bounds.append(f"{'below' if high_open else 'at most'} {high}")
-    allowed = " ".join(["an integer" if integer else "a finite number"] +
+    kind = "an integer" if integer else "a number" if infinite else "a finite number"
+    allowed = " ".join([kind] +
                        ([" and ".join(bounds)] if bounds else []))
 
     def check(name, value):
         if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or (integer and not isinstance(value, int)) or not math.isfinite(value)):
+                or (integer and not isinstance(value, int))
+                or not (infinite or math.isfinite(value)) or math.isnan(value)):
             fail(name, allowed, value)
         if low is not None and (value <= low if low_open else value < low):
             fail(name, allowed, value)

@@ -1,5 +1,6 @@
-"""Test setup shared by every test: CPU only, 8 forced host devices for mesh tests, and the toy
-train helpers of tests/train/ importable from the tests outside it."""
+"""Test setup shared by every test: CPU only, 8 forced host devices for mesh tests, the toy
+train helpers of tests/train/ importable from the tests outside it, and the repository's
+benchmarks/ package importable by the benchmark tests."""
 
 import os
 import sys
@@ -15,3 +16,5 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 # modules are imported in pytest's default "prepend" mode (no __init__.py files), which puts only
 # each test file's own directory on sys.path; appended, this directory shadows nothing.
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train"))
+# The benchmark tests import `benchmarks` (a directory of scripts, not an installed package).
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

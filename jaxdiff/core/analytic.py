@@ -9,6 +9,7 @@ without training anything.
 Each factory returns a ``denoise(x_t, t)`` with t of shape (B,), in the samplers' convention.
 """
 
+import jax
 import jax.numpy as jnp
 
 from jaxdiff.core.arrays import expand_to
@@ -33,32 +34,72 @@ def gaussian_x0_posterior_mean(x_t, alpha, sigma, mean, variance):
     return mean + gain * (x_t - alpha * mean)
 
 
-def gaussian_denoiser(mean, variance, logsnr_fn, parameterization="eps"):
-    """Exact denoiser of the VP process for Gaussian data, returning `parameterization`."""
+def mixture_x0_posterior_mean(x_t, alpha, sigma, weights, means, variances):
+    """E[x0 | x_t] per pixel for x0 ~ sum_k pi_k N(mu_k, s_k^2), independent over pixels.
 
+    Given component k, x_t ~ N(alpha mu_k, alpha^2 s_k^2 + sigma^2), so the responsibilities
+    are r_k(x_t) proportional to pi_k N(x_t; alpha mu_k, alpha^2 s_k^2 + sigma^2), and
+        E[x0 | x_t] = sum_k r_k E_k[x0 | x_t]   (gaussian_x0_posterior_mean per component).
+    weights, means and variances are 1-D (K,). Example: pi = (1/2, 1/2), mu = (-1, 1),
+    s^2 = (0.25, 0.25), logSNR = 0, x_t = 0.5 gives 0.5511683.
+    """
+    weights, means, variances = (jnp.asarray(v, jnp.float32) for v in (weights, means,
+                                                                       variances))
+    alpha, sigma = expand_to(alpha, x_t)[..., None], expand_to(sigma, x_t)[..., None]
+    x = x_t[..., None]
+    marginal_variance = alpha**2 * variances + sigma**2
+    log_likelihood = (jnp.log(weights) - 0.5 * jnp.log(marginal_variance)
+                      - 0.5 * (x - alpha * means) ** 2 / marginal_variance)
+    responsibilities = jax.nn.softmax(log_likelihood, axis=-1)
+    component_means = means + alpha * variances / marginal_variance * (x - alpha * means)
+    return jnp.sum(responsibilities * component_means, axis=-1)
+
+
+def _vp_denoiser(x0_posterior_mean, logsnr_fn, parameterization):
     def denoise(x_t, t):
         alpha, sigma = alpha_sigma_from_logsnr(logsnr_fn(t))
-        x0 = gaussian_x0_posterior_mean(x_t, alpha, sigma, mean, variance)
+        x0 = x0_posterior_mean(x_t, alpha, sigma)
         eps = eps_from_x0(x_t, x0, alpha, sigma)
         return target_from_x0_eps(parameterization, x0, eps, alpha, sigma)
 
     return denoise
 
 
-def attenuation_gaussian_denoiser(mean, variance):
-    """Exact (c, eps) denoiser of analytic attenuation, x_t = (1 - t) x0 + sqrt(t) eps.
-
-    This is the VP formula with alpha = 1 - t and sigma = sqrt(t):
-        E[x0 | x_t] = m + (1 - t) s^2 / ((1 - t)^2 s^2 + t) (x_t - (1 - t) m),
-    c = -E[x0 | x_t] and eps = E[eps | x_t] = (x_t - (1 - t) E[x0 | x_t]) / sqrt(t).
-    """
+def _attenuation_denoiser(x0_posterior_mean):
+    """The (c, eps) pair from E[x0 | x_t] with alpha = 1 - t, sigma = sqrt(t): c = -E[x0 | x_t]
+    and eps = E[eps | x_t] = (x_t - (1 - t) E[x0 | x_t]) / sqrt(t)."""
 
     def denoise(x_t, t):
-        x0 = gaussian_x0_posterior_mean(x_t, 1.0 - t, jnp.sqrt(t), mean, variance)
-        c = -x0
+        c = -x0_posterior_mean(x_t, 1.0 - t, jnp.sqrt(t))
         return c, attenuation_eps_from_c(x_t, c, t)
 
     return denoise
+
+
+def gaussian_denoiser(mean, variance, logsnr_fn, parameterization="eps"):
+    """Exact denoiser of the VP process for Gaussian data, returning `parameterization`."""
+    return _vp_denoiser(lambda x, alpha, sigma: gaussian_x0_posterior_mean(
+        x, alpha, sigma, mean, variance), logsnr_fn, parameterization)
+
+
+def mixture_denoiser(weights, means, variances, logsnr_fn, parameterization="eps"):
+    """Exact denoiser of the VP process for pixels drawn from a 1-D Gaussian mixture."""
+    return _vp_denoiser(lambda x, alpha, sigma: mixture_x0_posterior_mean(
+        x, alpha, sigma, weights, means, variances), logsnr_fn, parameterization)
+
+
+def attenuation_gaussian_denoiser(mean, variance):
+    """Exact (c, eps) denoiser of analytic attenuation, x_t = (1 - t) x0 + sqrt(t) eps, for
+    Gaussian data: the VP formula with alpha = 1 - t and sigma = sqrt(t),
+        E[x0 | x_t] = m + (1 - t) s^2 / ((1 - t)^2 s^2 + t) (x_t - (1 - t) m)."""
+    return _attenuation_denoiser(lambda x, alpha, sigma: gaussian_x0_posterior_mean(
+        x, alpha, sigma, mean, variance))
+
+
+def attenuation_mixture_denoiser(weights, means, variances):
+    """Exact (c, eps) denoiser of analytic attenuation for pixels from a 1-D Gaussian mixture."""
+    return _attenuation_denoiser(lambda x, alpha, sigma: mixture_x0_posterior_mean(
+        x, alpha, sigma, weights, means, variances))
 
 
 def _upsample_2x2(x):

@@ -23,7 +23,7 @@ def guidance_combine(unconditional, conditional, guidance_scale):
 
 
 def classifier_free_guidance(conditional_denoise, conditioning, null_conditioning,
-                             guidance_scale, variance_output=False):
+                             guidance_scale, variance_output=False, in_band=None):
     """A guided ``denoise(x_t, t)`` built from a conditional one, with one batched call per step.
 
     conditional_denoise(x_t, t, conditioning) is the network: x_t a pytree of image batches,
@@ -36,29 +36,44 @@ def classifier_free_guidance(conditional_denoise, conditioning, null_conditionin
     With variance_output=True the network returns the pair (prediction, variance_output) of
     improved DDPM's learned variance: the prediction is guided and the variance output is taken
     from the conditional half (as GLIDE does).
+
+    in_band(t) -> bool (B,): guidance limited to an interval of noise levels (Kynkaanniemi et
+    al. 2024, "Applying guidance in a limited interval improves sample and distribution
+    quality"): out of the band the sample gets the plain conditional output (w = 1), and a step
+    with no sample in the band makes only the conditional call.
     """
 
     def double(conditional_values, unconditional_values):
         return jax.tree.map(lambda c, u: jnp.concatenate([c, u], axis=0),
                             conditional_values, unconditional_values)
 
-    def split_and_guide(output):
+    def split_and_guide(output, band):
         def guide_leaf(leaf):
             conditional, unconditional = jnp.split(leaf, 2, axis=0)
-            return guidance_combine(unconditional, conditional, guidance_scale)
+            guided = guidance_combine(unconditional, conditional, guidance_scale)
+            return guided if band is None else jnp.where(expand_to(band, guided), guided,
+                                                         conditional)
 
         return jax.tree.map(guide_leaf, output)
 
     def conditional_half(output):
         return jax.tree.map(lambda leaf: jnp.split(leaf, 2, axis=0)[0], output)
 
-    def denoise(x_t, t):
+    def guided(x_t, t, band=None):
         output = conditional_denoise(double(x_t, x_t), double(t, t),
                                      double(conditioning, null_conditioning))
         if variance_output:
             prediction, variance = output
-            return split_and_guide(prediction), conditional_half(variance)
-        return split_and_guide(output)
+            return split_and_guide(prediction, band), conditional_half(variance)
+        return split_and_guide(output, band)
+
+    if in_band is None:
+        return guided
+
+    def denoise(x_t, t):
+        band = in_band(t)
+        return jax.lax.cond(jnp.any(band), lambda: guided(x_t, t, band),
+                            lambda: conditional_denoise(x_t, t, conditioning))
 
     return denoise
 

@@ -92,6 +92,13 @@ def attenuation_corrupt(x0, noise, t):
     return (1.0 - t) * x0 + jnp.sqrt(t) * noise
 
 
+def attenuation_logsnr(t):
+    """logSNR of x_t = (1 - t) x0 + sqrt(t) eps: log((1 - t)^2 / t), from +inf at t = 0 to -inf
+    at t = 1. Example: t = 0.5 gives log(0.5) = -0.6931472."""
+    t = jnp.asarray(t)
+    return 2.0 * jnp.log1p(-t) - jnp.log(t)
+
+
 def attenuation_posterior(x_t, c, eps, t, step):
     """Mean and variance of the Brownian-bridge posterior q(x_{t-d} | x_t, x0), d = step.
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.core import schedules
-from jaxdiff.core.samplers import respaced_time_grid, time_grid
+from jaxdiff.core.time_grids import respaced_time_grid, snap_to_chain, time_grid
 
 DISCRETE_SCHEDULES = {"linear_betas": schedules.linear_betas,
                       "cosine_betas": schedules.cosine_betas}
@@ -42,10 +42,11 @@ SCHEDULE_NAMES = tuple(DISCRETE_SCHEDULES) + CONTINUOUS_SCHEDULES
 class Schedule:
     """A logSNR schedule and how time is drawn for training and gridded for sampling.
 
-    num_timesteps = None: continuous time, t ~ U(0, 1) in training and samplers.time_grid for
-    sampling. num_timesteps = T: a discrete chain; training draws the step i uniformly in
-    0..T-1 (Ho et al. 2020, Algorithm 1) at t = (i + 1) / T, and sampling runs on the respaced
-    chain of `num_steps` kept steps (Nichol & Dhariwal 2021), samplers.respaced_time_grid.
+    num_timesteps = None: continuous time, t ~ U(0, 1) in training; sampling grids end at t = 0.
+    num_timesteps = T: a discrete chain; training draws the step i uniformly in 0..T-1 (Ho et
+    al. 2020, Algorithm 1) at t = (i + 1) / T, and sampling runs on a respaced chain of
+    `num_steps` kept steps (Nichol & Dhariwal 2021): the grid's times snapped to the chain
+    (time_grids.snap_to_chain; "uniform" is time_grids.respaced_time_grid).
     alphas_cumprod is the chain's alpha_bar table; a shifted schedule has none (its logSNR is
     no longer the table's).
     """
@@ -60,10 +61,20 @@ class Schedule:
         steps = jax.random.randint(rng, (batch_size,), 0, self.num_timesteps)
         return (steps + 1.0) / self.num_timesteps
 
-    def sampling_times(self, num_steps: int) -> np.ndarray:
+    def sampling_times(self, num_steps: int, grid: str = "uniform", power: float = 2.0,
+                       rho: float = 7.0) -> np.ndarray:
+        """The `grid` of num_steps steps on this schedule (core/time_grids.py)."""
         if self.num_timesteps is None:
-            return time_grid(num_steps)
-        return respaced_time_grid(self.num_timesteps, num_steps)
+            return time_grid(grid, num_steps, self.logsnr_fn, power=power, rho=rho)
+        if grid == "uniform":
+            return respaced_time_grid(self.num_timesteps, num_steps)
+        # Laid out on the chain's logSNR interpolated linearly between its steps, then snapped.
+        chain_times = np.arange(1, self.num_timesteps + 1) / self.num_timesteps
+        chain_logsnr = np.asarray(self.logsnr_fn(jnp.asarray(chain_times, jnp.float32)))
+        interpolated = lambda t: jnp.interp(t, chain_times, chain_logsnr)
+        return snap_to_chain(time_grid(grid, num_steps, interpolated,
+                                       t_end=1.0 / self.num_timesteps, power=power, rho=rho),
+                             self.num_timesteps)
 
     def shifted(self, resolution: int, base_resolution: int, power: float,
                 prior_base_resolution: Optional[int] = None) -> "Schedule":

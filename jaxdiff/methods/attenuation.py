@@ -10,8 +10,10 @@ eps = 1e-4, which keeps t away from 0) and minimises
 with the reference weights w_c = (t^2 - t + 1) / t, w_eps = (t^2 - t + 1) / (1 - t)
 (core.losses.attenuation_loss; weighted=False gives both weights 1).
 
-Sampling from x_1 ~ N(0, I) on the reference code's grid: sample_steps times spaced linearly
-from 1 down to sample_t_min (its sigma_min^2 = 1e-4), then 0; "stochastic" draws each step from
+Sampling from x_1 ~ N(0, I) on the configured grid (core/time_grids.py) down to sample_t_min
+(the reference code's sigma_min^2 = 1e-4), then 0; "uniform" is the reference code's grid,
+sample_steps times spaced linearly from 1 to sample_t_min; the logsnr and karras grids use
+logSNR = log((1 - t)^2 / t) (processes.attenuation_logsnr). "stochastic" draws each step from
 the Brownian-bridge posterior (samplers.attenuation_sample), "deterministic" keeps the predicted
 noise fixed along the path (samplers.attenuation_ode_sample); the x0 estimate is clipped to
 [-1, 1] as in the reference (clip_x_start). Samples are clipped to [-1, 1].
@@ -29,20 +31,22 @@ import numpy as np
 from jaxdiff.checks import boolean, number_in, one_of
 from jaxdiff.core.labels import training_labels
 from jaxdiff.core.losses import attenuation_loss
-from jaxdiff.core.processes import attenuation_corrupt
-from jaxdiff.core.samplers import attenuation_ode_sample, attenuation_sample
+from jaxdiff.core.processes import attenuation_corrupt, attenuation_logsnr
+from jaxdiff.core.attenuation_samplers import attenuation_ode_sample, attenuation_sample
+from jaxdiff.core.time_grids import time_grid
 from jaxdiff.methods import register
 from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
                                      training_apply)
-from jaxdiff.methods.sampler import gaussian_noise_start, make_sample_fn, x0_transform
-from jaxdiff.methods.settings import GuidanceSettings, setting
+from jaxdiff.methods.sampler import (gaussian_noise_start, guidance_band, make_sample_fn,
+                                     x0_transform)
+from jaxdiff.methods.settings import GuidanceSettings, TimeGridSettings, setting
 
 SAMPLERS = ("stochastic", "deterministic")
 
 
 @dataclasses.dataclass(frozen=True)
-class AttenuationSettings(GuidanceSettings):
+class AttenuationSettings(GuidanceSettings, TimeGridSettings):
     t_min: float = setting(1e-4, "smallest training time, also the loss weights' clamp",
                            number_in(0.0, 1.0, low_open=True, high_open=True))
     weighted_loss: bool = setting(True, "the reference code's time weights (weighting_loss)",
@@ -57,10 +61,11 @@ class AttenuationSettings(GuidanceSettings):
 __doc__ = (__doc__ or "") + AttenuationSettings.describe()
 
 
-def sampling_grid(num_steps: int, t_min: float) -> np.ndarray:
-    """[linspace(1, t_min, num_steps), 0]: num_steps steps, the last one from t_min to 0 (one
-    step straight from 1 to 0 when num_steps = 1), as the reference code's samplers."""
-    return np.concatenate([np.linspace(1.0, t_min, num_steps), [0.0]])
+def sampling_grid(settings: AttenuationSettings) -> np.ndarray:
+    """The configured grid of sample_steps steps: to sample_t_min, then 0 (module docstring)."""
+    return time_grid(settings.time_grid, settings.sample_steps, attenuation_logsnr,
+                     t_end=settings.sample_t_min, power=settings.grid_power,
+                     rho=settings.grid_rho)
 
 
 def build(inputs: BuildInputs) -> Method:
@@ -68,7 +73,7 @@ def build(inputs: BuildInputs) -> Method:
     settings, resolution = inputs.settings, inputs.resolution
     t_min = settings.t_min
     transform = x0_transform(settings)
-    times = sampling_grid(settings.sample_steps, settings.sample_t_min)
+    times = sampling_grid(settings)
 
     model = create_network(inputs, "dual_unet")
     channels = model.out_channels
@@ -94,6 +99,7 @@ def build(inputs: BuildInputs) -> Method:
 
     sample_fn = make_sample_fn(
         num_classes=classes, guidance_scale=settings.guidance_scale,
+        guidance_band=guidance_band(settings, attenuation_logsnr),
         start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
         run_fn=run_fn)
     return Method("attenuation", model, init_fn_for(model, resolution, channels), loss_fn,

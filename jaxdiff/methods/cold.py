@@ -17,7 +17,8 @@ from a start x_T:
   * otherwise x_T = D(x_ref, T) of reference training images picked at random (for mix, with
     their reference second images): the paper's restoration tasks (deblurring, inpainting,
     super-resolution, colorization, demixing);
-  then noise of std start_noise is added (the repo's generation noise; 0 disables it).
+  then noise of std start_noise is added (the repo's generation noise; 0 disables it), and
+  noise of std step_noise after every step but the last (cold_samplers.cold_sample).
 The reference images come through the Method's data hook: `reference_images` =
 num_reference_images, and the loop calls `attach_reference(images, rng)` with that many training
 images (and second images for mix), which fits the mixture and returns the method ready to
@@ -57,6 +58,8 @@ class ColdSettings(Settings):
     algorithm: str = setting("improved", "'improved' (Algorithm 2) or 'naive' (Algorithm 1)",
                              one_of(*cold_samplers.ALGORITHMS))
     start_noise: float = setting(0.002, "std of the noise added to x_T", number_in(0.0))
+    step_noise: float = setting(0.0, "std of the noise added after every sampling step but the "
+                                "last", number_in(0.0))
     num_reference_images: int = setting(256, "training images the sampler starts from",
                                         number_in(1, integer=True))
     gmm_components: int = setting(10, "components of the colour mixture (the repo's 10)",
@@ -120,7 +123,8 @@ def build(inputs: BuildInputs) -> Method:
         sample_fn = make_sample_fn(
             num_classes=classes, start_fn=start_fn,
             run_fn=lambda restore, rng, start: cold_samplers.cold_sample(
-                restore, degradation, start[0], num_steps, start[1], settings.algorithm))
+                restore, degradation, start[0], num_steps, start[1], settings.algorithm, rng,
+                settings.step_noise))
         return dataclasses.replace(method, sample_fn=sample_fn, reference_images=0,
                                    attach_reference=None)
 

@@ -47,7 +47,8 @@ from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.gaussian import base_schedule, shift_for
 from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
                                      training_apply)
-from jaxdiff.methods.sampler import gaussian_noise_start, gaussian_run_fn, make_sample_fn
+from jaxdiff.methods.sampler import (gaussian_noise_start, gaussian_run_fn, guidance_band,
+                                     make_sample_fn)
 from jaxdiff.methods.settings import GaussianSettings, replace_default, setting
 from jaxdiff.models.nested_unet import mixed_resolution_mask, mixed_resolution_pyramid
 
@@ -149,7 +150,9 @@ def build(inputs: BuildInputs) -> Method:
     all_sides = level_sides(resolution, model, active)
     sides = all_sides[model.depth - active:]
     base = base_schedule(settings)
-    logsnr_fns = [shift_for(base, settings, side, sides[-1]).logsnr_fn for side in sides]
+    level_schedules = [shift_for(base, settings, side, sides[-1]) for side in sides]
+    logsnr_fns = [schedule.logsnr_fn for schedule in level_schedules]
+    output_schedule = level_schedules[0]  # the highest resolution's: the grid and guidance's
     loss_fn = nested_loss_fn(settings, base, logsnr_fns, sides, num_classes(model))
 
     def active_apply(apply_fn):
@@ -161,8 +164,10 @@ def build(inputs: BuildInputs) -> Method:
     channels = model.out_channels
     sample_pyramid = make_sample_fn(
         num_classes=num_classes(model), guidance_scale=settings.guidance_scale,
+        guidance_band=guidance_band(settings, output_schedule.logsnr_fn),
         start_fn=gaussian_noise_start(lambda n: [(n, side, side, channels) for side in sides]),
-        run_fn=gaussian_run_fn(settings, logsnr_fns, base.sampling_times(settings.sample_steps)))
+        run_fn=gaussian_run_fn(settings, logsnr_fns,
+                               settings.sampling_times(output_schedule, settings.sample_steps)))
     return Method(
         "mdm", model, init_fn_for(model, list(all_sides), channels),
         loss_fn=lambda apply_fn, *args: loss_fn(active_apply(apply_fn), *args),

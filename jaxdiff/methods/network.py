@@ -8,7 +8,7 @@ discrete T-step chain uses step i at t = (i + 1) / T (schedules.discrete_logsnr_
 T = 1000 DDPM network sees 1000 t = i + 1.
 """
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -66,14 +66,15 @@ def training_apply(apply_fn, params, x, t, labels, rng):
 
 def network_denoiser(apply_fn, params, labels, num_classes: int, guidance_scale: float = 1.0,
                      postprocess: Callable[[Any], Any] = lambda output: output,
-                     variance_output: bool = False):
+                     variance_output: bool = False, guidance_band: Optional[Callable] = None):
     """denoise(x_t, t) -> postprocess(network output), guided when it helps.
 
     An unconditional network is called as is. A class-conditional one gets `labels`; with
     guidance_scale != 1 the output is out_u + w (out_c - out_u) from one batched call
     (guidance.classifier_free_guidance, the null class num_classes as the unconditional input).
     variance_output=True: postprocess returns (prediction, variance output) and only the
-    prediction is guided (improved DDPM's learned variance).
+    prediction is guided (improved DDPM's learned variance). guidance_band(t) -> bool (B,)
+    limits guidance to an interval of noise levels (guidance.classifier_free_guidance).
     """
 
     def conditional(x_t, t, class_labels):
@@ -86,4 +87,5 @@ def network_denoiser(apply_fn, params, labels, num_classes: int, guidance_scale:
         return lambda x_t, t: conditional(x_t, t, labels)
     null = jnp.full_like(labels, num_classes)
     return guidance.classifier_free_guidance(conditional, labels, null, guidance_scale,
-                                             variance_output=variance_output)
+                                             variance_output=variance_output,
+                                             in_band=guidance_band)

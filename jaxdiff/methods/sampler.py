@@ -29,18 +29,28 @@ def to_image_range(images):
     return jax.tree.map(lambda x: jnp.clip(x, -1.0, 1.0), images)
 
 
+def guidance_band(settings, logsnr_fn: Callable) -> Optional[Callable]:
+    """in_band(t): whether logSNR(t) of the output lies in the GuidanceSettings' interval
+    [guidance_logsnr_min, guidance_logsnr_max]; None when that is the whole line."""
+    low, high = settings.guidance_logsnr_min, settings.guidance_logsnr_max
+    if low == -float("inf") and high == float("inf"):
+        return None
+    return lambda t: (logsnr_fn(t) >= low) & (logsnr_fn(t) <= high)
+
+
 def make_sample_fn(*, num_classes: int, start_fn: Callable, run_fn: Callable,
                    guidance_scale: float = 1.0, postprocess: Callable[[Any], Any] = None,
-                   variance_output: bool = False):
+                   variance_output: bool = False, guidance_band: Optional[Callable] = None):
     """The method's sample_fn (module docstring): start_fn(rng, num_samples) -> start state,
-    run_fn(denoise, rng, start) -> samples; postprocess and variance_output as in
-    network.network_denoiser."""
+    run_fn(denoise, rng, start) -> samples; postprocess, variance_output and guidance_band as
+    in network.network_denoiser."""
 
     def sample_fn(apply_fn, params, rng, num_samples, labels=None):
         label_key, start_key, sample_key = jax.random.split(rng, 3)
         labels = sampling_labels(label_key, labels, num_samples, num_classes)
         denoise = network_denoiser(apply_fn, params, labels, num_classes, guidance_scale,
-                                   postprocess or (lambda output: output), variance_output)
+                                   postprocess or (lambda output: output), variance_output,
+                                   guidance_band)
         return to_image_range(run_fn(denoise, sample_key, start_fn(start_key, num_samples)))
 
     return sample_fn
@@ -49,20 +59,24 @@ def make_sample_fn(*, num_classes: int, start_fn: Callable, run_fn: Callable,
 def gaussian_run_fn(settings, logsnr_fn, times, variance: str = "fixedsmall"):
     """run_fn(denoise, rng, x_T) of the configured Gaussian sampler (a GaussianSettings) over
     the time grid: "ancestral" (samplers.ddpm_sample with `variance`; denoise returns the pair
-    (prediction, variance output) for "learned_range"), "ddim" (eta) or "dpm_solver_pp". x_T may
-    be a pytree, logsnr_fn then one schedule per leaf."""
+    (prediction, variance output) for "learned_range"), "ddim" (eta), "dpm_solver_pp" (2M),
+    "dpm_solver_pp_3m" or "heun". x_T may be a pytree, logsnr_fn then one schedule per leaf."""
     transform = x0_transform(settings)
     parameterization = settings.parameterization
+    sampler = settings.sampler
 
     def run_fn(denoise, rng, x_T):
-        if settings.sampler == "ancestral":
+        if sampler == "ancestral":
             return samplers.ddpm_sample(denoise, rng, x_T, logsnr_fn, times, parameterization,
                                         variance, transform)
-        if settings.sampler == "ddim":
+        if sampler == "ddim":
             return samplers.ddim_sample(denoise, rng, x_T, logsnr_fn, times, parameterization,
                                         settings.eta, transform)
-        return samplers.dpm_solver_pp_2m_sample(denoise, x_T, logsnr_fn, times,
-                                                parameterization, transform)
+        if sampler == "heun":
+            return samplers.heun_sample(denoise, x_T, logsnr_fn, times, parameterization,
+                                        transform)
+        return samplers.dpm_solver_pp_sample(denoise, x_T, logsnr_fn, times, parameterization,
+                                             transform, order=3 if sampler.endswith("3m") else 2)
 
     return run_fn
 

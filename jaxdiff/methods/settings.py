@@ -24,6 +24,7 @@ from jaxdiff.checks import Check, number_in, one_of
 from jaxdiff.core.guidance import X0_TRANSFORMS
 from jaxdiff.core.predictions import PARAMETERIZATIONS
 from jaxdiff.core.samplers import GAUSSIAN_SAMPLERS
+from jaxdiff.core.time_grids import GRIDS
 from jaxdiff.core.schedule_registry import DISCRETE_SCHEDULES, SCHEDULE_NAMES
 
 
@@ -103,10 +104,39 @@ class GuidanceSettings(Settings):
         one_of(*X0_TRANSFORMS))
     threshold_quantile: float = setting(
         0.995, "quantile of dynamic thresholding", number_in(0.0, 1.0, low_open=True))
+    guidance_logsnr_min: float = setting(
+        -float("inf"), "guidance only where the output's logSNR(t) >= this (Kynkaanniemi et "
+        "al. 2024's interval; outside it the plain conditional output)", number_in(infinite=True))
+    guidance_logsnr_max: float = setting(
+        float("inf"), "guidance only where the output's logSNR(t) <= this",
+        number_in(infinite=True))
+
+    def check_together(self) -> None:
+        super().check_together()
+        if not self.guidance_logsnr_min < self.guidance_logsnr_max:
+            raise ValueError(f"method.guidance_logsnr_min ({self.guidance_logsnr_min}) must be "
+                             f"below method.guidance_logsnr_max ({self.guidance_logsnr_max}).")
 
 
 @dataclasses.dataclass(frozen=True)
-class GaussianSettings(GuidanceSettings):
+class TimeGridSettings(Settings):
+    """The sampler's time grid (core/time_grids.py)."""
+
+    time_grid: str = setting("uniform", "sampling grid: 'uniform', 'power', 'logsnr' (uniform "
+                             "in logSNR) or 'karras' (EDM)", one_of(*GRIDS))
+    grid_power: float = setting(2.0, "p of the 'power' grid t = (1 - k / K)^p",
+                                number_in(0.0, low_open=True))
+    grid_rho: float = setting(7.0, "rho of the 'karras' grid (EDM's 7)",
+                              number_in(0.0, low_open=True))
+
+    def sampling_times(self, schedule, num_steps: int):
+        """The configured grid of num_steps steps on a schedule_registry.Schedule."""
+        return schedule.sampling_times(num_steps, self.time_grid, self.grid_power,
+                                       self.grid_rho)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianSettings(GuidanceSettings, TimeGridSettings):
     """The noise schedule (core/schedule_registry.py), the network's target and the sampler
     of the Gaussian methods (DDPM, simple diffusion, MDM)."""
 
@@ -128,7 +158,8 @@ class GaussianSettings(GuidanceSettings):
                                  number_in(0.0))
     parameterization: str = setting("eps", "network target: 'eps', 'x0' or 'v'",
                                     one_of(*PARAMETERIZATIONS))
-    sampler: str = setting("ancestral", "'ancestral', 'ddim' or 'dpm_solver_pp'",
+    sampler: str = setting("ancestral", "'ancestral', 'ddim', 'dpm_solver_pp' (2M), "
+                           "'dpm_solver_pp_3m' or 'heun' (EDM; 2K - 1 network calls)",
                            one_of(*GAUSSIAN_SAMPLERS))
     sample_steps: int = setting(100, "sampler steps (kept steps of a discrete chain)",
                                 number_in(1, integer=True))

@@ -30,7 +30,8 @@ from jaxdiff.methods import register
 from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.gaussian import base_schedule, gaussian_training_forward, shift_for
 from jaxdiff.methods.network import create_network, init_fn_for, num_classes
-from jaxdiff.methods.sampler import gaussian_noise_start, gaussian_run_fn, make_sample_fn
+from jaxdiff.methods.sampler import (gaussian_noise_start, gaussian_run_fn, guidance_band,
+                                     make_sample_fn)
 from jaxdiff.methods.settings import GaussianSettings, replace_default, setting
 
 
@@ -80,9 +81,10 @@ def build(inputs: BuildInputs) -> Method:
 
     sample_fn = make_sample_fn(
         num_classes=classes, guidance_scale=settings.guidance_scale,
+        guidance_band=guidance_band(settings, schedule.logsnr_fn),
         start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
         run_fn=gaussian_run_fn(settings, schedule.logsnr_fn,
-                               schedule.sampling_times(settings.sample_steps)))
+                               settings.sampling_times(schedule, settings.sample_steps)))
     return Method("simple_diffusion", model, init_fn_for(model, resolution, channels), loss_fn,
                   sample_fn, num_classes=classes)
 

@@ -302,6 +302,21 @@ def restore_or_initialize(config, method: Method, run: Setup,
     return state
 
 
+def latest_ema_params(workdir, run: Setup):
+    """(step, EMA parameters) of the latest checkpoint in <workdir>/checkpoints, checked to be
+    compatible with the run's setup; IncompatibleCheckpoint when there is none."""
+    directory = epath.Path(workdir) / "checkpoints"
+    checkpointer = checkpoint_lib.Checkpointer(str(directory), keep=1, read_only=True)
+    step = checkpointer.latest_step()
+    if step is None:
+        raise checkpoint_lib.IncompatibleCheckpoint(
+            f"There is no checkpoint to sample from in {directory}.")
+    checkpointer.check_compatible(step, run.meta)
+    state = checkpointer.restore(step, run.abstract_state)
+    checkpointer.close()
+    return step, state.ema_params
+
+
 def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: int,
                            devices: Optional[Sequence[Any]] = None,
                            run: Optional[Setup] = None,
@@ -311,19 +326,11 @@ def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: in
     path. `run` and `data_sources` as in train."""
     workdir = epath.Path(workdir)
     run = run or setup(config, method, devices)
-    checkpointer = checkpoint_lib.Checkpointer(str(workdir / "checkpoints"), keep=1,
-                                               read_only=True)
-    step = checkpointer.latest_step()
-    if step is None:
-        raise checkpoint_lib.IncompatibleCheckpoint(
-            f"There is no checkpoint to sample from in {workdir / 'checkpoints'}.")
-    checkpointer.check_compatible(step, run.meta)
-    state = checkpointer.restore(step, run.abstract_state)
-    checkpointer.close()
+    step, ema_params = latest_ema_params(workdir, run)
     method = with_reference_images(config, method, *data_sources)
     sampler = sampling.make_sampler(method, run.mesh, num_samples)
     samples = sampling.highest_resolution(
-        sampler(state.ema_params, jax.random.PRNGKey(config.sample.seed)))
+        sampler(ema_params, jax.random.PRNGKey(config.sample.seed)))
     if jax.process_index() == 0:
         sampling.save_samples(workdir / "samples", step, samples,
                               sampling.sample_labels(method, num_samples),

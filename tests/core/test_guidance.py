@@ -82,3 +82,24 @@ def test_dynamic_threshold_is_per_sample_and_leaves_small_values():
 def test_dynamic_threshold_rejects_bad_quantile():
     with pytest.raises(ValueError, match="quantile"):
         guidance.dynamic_threshold(jnp.zeros((1, 3)), 1.5)
+
+
+def test_guidance_on_an_interval_of_noise_levels():
+    """In the band (0.2 <= t <= 0.6) the guided 0.85, outside the conditional 0.2; a step with
+    no sample in the band runs only the conditional call (cond evaluated eagerly here: the
+    calls show which branch ran)."""
+    labels = jnp.array([5, 5, 5], dtype=jnp.int32)
+
+    def make(calls):
+        return guidance.classifier_free_guidance(
+            fake_conditional_model(calls), labels, jnp.full_like(labels, NUM_CLASSES), 7.5,
+            in_band=lambda t: (t >= 0.2) & (t <= 0.6))
+
+    x = jnp.zeros((3, 1, 1, 1))
+    out = jax.jit(make([]))(x, jnp.array([0.1, 0.4, 0.9]))
+    np.testing.assert_allclose(out[:, 0, 0, 0], [0.2, 0.85, 0.2], rtol=1e-6)
+    calls = []
+    with jax.disable_jit():
+        out = make(calls)(x, jnp.array([0.9, 0.9, 0.9]))
+    assert calls == [3]  # the conditional batch only
+    np.testing.assert_allclose(out[:, 0, 0, 0], [0.2, 0.2, 0.2], rtol=1e-6)

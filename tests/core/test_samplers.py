@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff.core import analytic, processes, samplers, schedules
+from jaxdiff.core import (analytic, attenuation_samplers, processes, samplers, schedules,
+                          time_grids)
 
 NUM_SAMPLES = 8192
 MEAN = np.array([-0.5, 0.0, 0.25, 0.5], dtype=np.float32).reshape(2, 2, 1)
@@ -28,7 +29,11 @@ DISCRETIZATION_MEAN_BIAS = 0.004
 
 DISCRETE_LOGSNR = schedules.discrete_logsnr_fn(schedules.alphas_cumprod(
     schedules.linear_betas(1000)))
-FULL_CHAIN = samplers.respaced_time_grid(1000, 1000)
+FULL_CHAIN = time_grids.respaced_time_grid(1000, 1000)
+
+
+def uniform_grid(num_steps):
+    return time_grids.time_grid("uniform", num_steps)
 
 
 def linear_logsnr(t):
@@ -60,14 +65,6 @@ def test_ddim_sigma_hand_value():
     np.testing.assert_allclose(sigma, 0.4198452, rtol=2e-6)
 
 
-def test_time_grids():
-    np.testing.assert_allclose(samplers.time_grid(4), [1.0, 0.75, 0.5, 0.25, 0.0])
-    np.testing.assert_allclose(samplers.time_grid(2, power=2.0), [1.0, 0.25, 0.0])
-    # Kept indices 0, 333, 666, 999 of T = 1000 at t = (i + 1) / T, then the data.
-    np.testing.assert_allclose(samplers.respaced_time_grid(1000, 4),
-                               [1.0, 0.667, 0.334, 0.001, 0.0])
-
-
 # ----------------------------------------------------------------------------------------------
 # Exact-denoiser tests: DDPM on the full 1000-step linear chain.
 
@@ -85,7 +82,7 @@ def test_ddpm_reproduces_gaussian_data(x_T, variance):
 def test_ddpm_learned_range_endpoints(x_T, variance_output, equivalent):
     """v = -1 gives beta_tilde and v = +1 gives beta: the same samples as fixedsmall/fixedlarge,
     which reproduce the data above (respaced 100-step chain)."""
-    times = samplers.respaced_time_grid(1000, 100)
+    times = time_grids.respaced_time_grid(1000, 100)
     eps_denoise = analytic.gaussian_denoiser(MEAN, VARIANCE, DISCRETE_LOGSNR, "eps")
 
     def learned_denoise(x, t):
@@ -109,7 +106,7 @@ def test_ddpm_fixedlarge_is_exact_for_unit_variance_on_a_continuous_schedule(x_T
     logsnr_fn = functools.partial(schedules.cosine_logsnr, logsnr_min=-10.0, logsnr_max=10.0)
     denoise = analytic.gaussian_denoiser(MEAN, 1.0, logsnr_fn, "v")
     samples = jax.jit(lambda x: samplers.ddpm_sample(
-        denoise, jax.random.PRNGKey(5), x, logsnr_fn, samplers.time_grid(20),
+        denoise, jax.random.PRNGKey(5), x, logsnr_fn, uniform_grid(20),
         parameterization="v", variance="fixedlarge"))(x_T)
     assert_matches_gaussian(samples, MEAN, np.ones_like(VARIANCE), variance_bias=0.0)
 
@@ -153,7 +150,7 @@ def test_ddim_eta0_reproduces_gaussian_data(x_T):
 
 def test_ddim_eta1_equals_ancestral_fixedsmall():
     """Same mean, variance and noise draws: identical samples (respaced 100-step chain)."""
-    times = samplers.respaced_time_grid(1000, 100)
+    times = time_grids.respaced_time_grid(1000, 100)
     denoise = analytic.gaussian_denoiser(MEAN, VARIANCE, DISCRETE_LOGSNR, "eps")
     x = jax.random.normal(jax.random.PRNGKey(7), (256, 2, 2, 1))
     rng = jax.random.PRNGKey(8)
@@ -172,8 +169,8 @@ def test_ddim_eta1_reproduces_gaussian_data(x_T):
 
 def test_dpm_solver_pp_2m_reproduces_gaussian_data_in_25_steps(x_T):
     denoise = analytic.gaussian_denoiser(MEAN, VARIANCE, linear_logsnr, "v")
-    samples = jax.jit(lambda x: samplers.dpm_solver_pp_2m_sample(
-        denoise, x, linear_logsnr, samplers.time_grid(25), parameterization="v"))(x_T)
+    samples = jax.jit(lambda x: samplers.dpm_solver_pp_sample(
+        denoise, x, linear_logsnr, uniform_grid(25), parameterization="v"))(x_T)
     assert_matches_gaussian(samples, MEAN, VARIANCE)
 
 
@@ -181,8 +178,8 @@ def test_dpm_solver_pp_2m_second_order_beats_first_order(x_T):
     """On 8 steps the exact chain moments give Var/s^2 = 1.06-1.08 for 2M and 0.53-0.54 for
     DDIM (first order); the samples must show the same ordering."""
     denoise = analytic.gaussian_denoiser(MEAN, VARIANCE, linear_logsnr, "eps")
-    times = samplers.time_grid(8)
-    dpm = samplers.dpm_solver_pp_2m_sample(denoise, x_T, linear_logsnr, times)
+    times = uniform_grid(8)
+    dpm = samplers.dpm_solver_pp_sample(denoise, x_T, linear_logsnr, times)
     ddim = samplers.ddim_sample(denoise, None, x_T, linear_logsnr, times)
     dpm_error = np.abs(np.var(dpm, axis=0) / VARIANCE - 1.0).max()
     ddim_error = np.abs(np.var(ddim, axis=0) / VARIANCE - 1.0).max()
@@ -195,17 +192,17 @@ def test_dpm_solver_pp_2m_lower_order_final_step(x_T):
     at 10 steps, a first-order one (the default) stays within 10%. With 2 steps the default is
     first order throughout, i.e. DDIM(eta = 0)."""
     denoise = analytic.gaussian_denoiser(MEAN, VARIANCE, schedules.cosine_logsnr, "v")
-    times = samplers.time_grid(10)
-    sample = jax.jit(lambda x, final: samplers.dpm_solver_pp_2m_sample(
+    times = uniform_grid(10)
+    sample = jax.jit(lambda x, final: samplers.dpm_solver_pp_sample(
         denoise, x, schedules.cosine_logsnr, times, parameterization="v",
         lower_order_final=final), static_argnums=1)
     ratio = np.var(sample(x_T, True), axis=0) / VARIANCE
     overshoot = np.var(sample(x_T, False), axis=0) / VARIANCE
     np.testing.assert_array_less(np.abs(ratio - 1.0), 0.1)
     assert overshoot.min() > 1.3
-    two = samplers.time_grid(2)
+    two = uniform_grid(2)
     np.testing.assert_allclose(
-        samplers.dpm_solver_pp_2m_sample(denoise, x_T[:8], schedules.cosine_logsnr, two,
+        samplers.dpm_solver_pp_sample(denoise, x_T[:8], schedules.cosine_logsnr, two,
                                          parameterization="v"),
         samplers.ddim_sample(denoise, None, x_T[:8], schedules.cosine_logsnr, two,
                              parameterization="v"), atol=1e-6)
@@ -219,74 +216,11 @@ def test_x0_transform_is_applied():
     """
     denoise = analytic.gaussian_denoiser(3.0, 0.01, linear_logsnr, "eps")
     x = jax.random.normal(jax.random.PRNGKey(8), (64, 2, 2, 1))
-    clipped = samplers.ddim_sample(denoise, None, x, linear_logsnr, samplers.time_grid(5),
+    clipped = samplers.ddim_sample(denoise, None, x, linear_logsnr, uniform_grid(5),
                                    x0_transform=lambda x0: jnp.clip(x0, -1.0, 1.0))
-    free = samplers.ddim_sample(denoise, None, x, linear_logsnr, samplers.time_grid(5))
+    free = samplers.ddim_sample(denoise, None, x, linear_logsnr, uniform_grid(5))
     assert float(jnp.max(jnp.abs(clipped))) <= 1.05
     np.testing.assert_allclose(free.mean(), 3.0, atol=0.05)
-
-
-# ----------------------------------------------------------------------------------------------
-# Analytic attenuation, 10 steps of the paper's uniform grid.
-
-
-def attenuation_chain_moments(times, mean, variance, stochastic):
-    """Exact mean and variance of the 10-step chain's output, per pixel (test oracle).
-
-    With the exact denoiser, x0_hat = m + g (x_t - (1 - t) m), g = (1 - t) s^2 / ((1 - t)^2 s^2
-    + t), and each step is affine in x_t plus independent Gaussian noise, so mean and variance
-    propagate exactly from x_1 ~ N(0, 1).
-    """
-    mu, var = np.zeros_like(mean, dtype=np.float64), np.ones_like(variance, dtype=np.float64)
-    for t, s in zip(times[:-1], times[1:]):
-        d = t - s
-        gain = (1 - t) * variance / ((1 - t) ** 2 * variance + t)
-        x0_a, x0_b = gain, mean * (1 - gain * (1 - t))           # x0_hat = a x + b
-        eps_a, eps_b = (1 - (1 - t) * x0_a) / np.sqrt(t), -(1 - t) * x0_b / np.sqrt(t)
-        eps_weight = d / np.sqrt(t) if stochastic else np.sqrt(t) - np.sqrt(s)
-        a = 1 + d * x0_a - eps_weight * eps_a                     # x - c d - eps_weight eps
-        b = d * x0_b - eps_weight * eps_b
-        mu, var = a * mu + b, a * a * var + (d * s / t if stochastic else 0.0)
-    return mu, var
-
-
-@pytest.mark.parametrize("stochastic", [True, False])
-def test_attenuation_samplers_match_exact_chain_moments(x_T, stochastic):
-    """10 steps: samples match the chain's exact moments within 5 standard errors.
-
-    On Gaussian data the 10-step chain itself loses variance (its last step returns x0_hat at
-    t = 0.1, whose variance is s^2 minus the posterior variance there): the oracle gives the
-    exact output moments, and the test also checks that the loss is what the formula says.
-    """
-    times = samplers.time_grid(10)
-    denoise = analytic.attenuation_gaussian_denoiser(MEAN, VARIANCE)
-    if stochastic:
-        run = jax.jit(lambda x: samplers.attenuation_sample(denoise, jax.random.PRNGKey(9), x,
-                                                            times))
-    else:
-        run = jax.jit(lambda x: samplers.attenuation_ode_sample(denoise, x, times))
-    chain_mean, chain_variance = attenuation_chain_moments(times, MEAN, VARIANCE, stochastic)
-    assert_matches_gaussian(run(x_T), chain_mean, chain_variance, variance_bias=0.0)
-    # The chain reproduces the data mean exactly and keeps at least half the variance.
-    np.testing.assert_allclose(chain_mean, MEAN, atol=1e-6)
-    assert np.all((0.5 * VARIANCE < chain_variance) & (chain_variance < VARIANCE))
-
-
-@pytest.mark.parametrize("stochastic", [True, False])
-def test_attenuation_samplers_converge_to_data(x_T, stochastic):
-    """With 400 steps on the grid t_k = (1 - k/400)^2 both samplers reproduce the data.
-
-    The exact chain moments for this grid are within 1.5% of s^2 (checked by the oracle).
-    """
-    times = samplers.time_grid(400, power=2.0)
-    _, chain_variance = attenuation_chain_moments(times, MEAN, VARIANCE, stochastic)
-    np.testing.assert_array_less(np.abs(chain_variance / VARIANCE - 1.0), 0.015)
-    denoise = analytic.attenuation_gaussian_denoiser(MEAN, VARIANCE)
-    if stochastic:
-        samples = samplers.attenuation_sample(denoise, jax.random.PRNGKey(10), x_T, times)
-    else:
-        samples = samplers.attenuation_ode_sample(denoise, x_T, times)
-    assert_matches_gaussian(samples, MEAN, VARIANCE)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,8 +237,8 @@ def test_mdm_joint_pyramid_sampling():
     keys = jax.random.split(jax.random.PRNGKey(11))
     state = [jax.random.normal(keys[0], (8192, 4, 4, 1)),
              jax.random.normal(keys[1], (8192, 2, 2, 1))]
-    high, low = jax.jit(lambda x: samplers.dpm_solver_pp_2m_sample(
-        denoise, x, logsnr_fns, samplers.time_grid(25)))(state)
+    high, low = jax.jit(lambda x: samplers.dpm_solver_pp_sample(
+        denoise, x, logsnr_fns, uniform_grid(25)))(state)
     pool = lambda x: np.asarray(processes.average_pool(jnp.asarray(x), 2))  # noqa: E731
     assert_matches_gaussian(high, high_mean, high_variance)
     # Low level: N(pool(m), sum of the block's s^2 / 16).
@@ -325,10 +259,11 @@ def _sampler_calls():
         "ddpm": lambda x, times: samplers.ddpm_sample(denoise, rng, x, linear_logsnr, times),
         "ddim": lambda x, times: samplers.ddim_sample(denoise, rng, x, linear_logsnr, times,
                                                       eta=0.5),
-        "dpm_solver_pp_2m": lambda x, times: samplers.dpm_solver_pp_2m_sample(
+        "dpm_solver_pp_2m": lambda x, times: samplers.dpm_solver_pp_sample(
             denoise, x, linear_logsnr, times),
-        "attenuation": lambda x, times: samplers.attenuation_sample(att, rng, x, times),
-        "attenuation_ode": lambda x, times: samplers.attenuation_ode_sample(att, x, times),
+        "attenuation": lambda x, times: attenuation_samplers.attenuation_sample(att, rng, x, times),
+        "attenuation_ode": lambda x, times: attenuation_samplers.attenuation_ode_sample(
+            att, x, times),
     }
 
 
@@ -336,11 +271,11 @@ def _sampler_calls():
 def test_compiles_once_and_loops_in_one_scan(name):
     call = _sampler_calls()[name]
     x = jnp.zeros((2, 2, 2, 1))
-    jaxprs = [jax.make_jaxpr(call)(x, samplers.time_grid(n)) for n in (4, 8)]
+    jaxprs = [jax.make_jaxpr(call)(x, uniform_grid(n)) for n in (4, 8)]
     primitives = [[eqn.primitive.name for eqn in j.jaxpr.eqns] for j in jaxprs]
     assert primitives[0] == primitives[1]
     assert primitives[0].count("scan") == 1
-    hlo = [len(jax.jit(call).lower(x, samplers.time_grid(n)).as_text().splitlines())
+    hlo = [len(jax.jit(call).lower(x, uniform_grid(n)).as_text().splitlines())
            for n in (4, 8)]
     assert hlo[0] == hlo[1]
     traces = []
@@ -350,8 +285,8 @@ def test_compiles_once_and_loops_in_one_scan(name):
         return call(x, times)
 
     jitted = jax.jit(traced_call)
-    jitted(x, samplers.time_grid(4))
-    jitted(x, samplers.time_grid(4, power=2.0))  # a new grid of the same length: no retrace
+    jitted(x, uniform_grid(4))
+    jitted(x, time_grids.time_grid("power", 4, power=2.0))  # same length: no retrace
     assert traces == [(5,)]
 
 
@@ -363,14 +298,14 @@ def test_bad_arguments_fail_clearly(x_T):
     denoise = analytic.gaussian_denoiser(MEAN, VARIANCE, linear_logsnr, "eps")
     x = x_T[:2]
     with pytest.raises(ValueError, match="Unknown DDPM variance"):
-        samplers.ddpm_sample(denoise, None, x, linear_logsnr, samplers.time_grid(2),
+        samplers.ddpm_sample(denoise, None, x, linear_logsnr, uniform_grid(2),
                              variance="fixed")
     with pytest.raises(ValueError, match="Unknown parameterization"):
-        samplers.ddim_sample(denoise, None, x, linear_logsnr, samplers.time_grid(2),
+        samplers.ddim_sample(denoise, None, x, linear_logsnr, uniform_grid(2),
                              parameterization="score")
     with pytest.raises(ValueError, match="decrease strictly"):
         samplers.ddim_sample(denoise, None, x, linear_logsnr, np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="non-negative"):
-        samplers.ddim_sample(denoise, None, x, linear_logsnr, samplers.time_grid(2), eta=-1.0)
+        samplers.ddim_sample(denoise, None, x, linear_logsnr, uniform_grid(2), eta=-1.0)
     with pytest.raises(ValueError, match="at least one step"):
-        samplers.time_grid(0)
+        uniform_grid(0)

@@ -49,6 +49,8 @@ def exact_network(parameterization, learned_variance=False):
     dict(sampler="ancestral", parameterization="v", variance="fixedlarge", sample_steps=250),
     dict(sampler="ddim", parameterization="x0", eta=0.0, sample_steps=500),
     dict(sampler="dpm_solver_pp", parameterization="eps", sample_steps=250),
+    dict(sampler="heun", parameterization="eps", time_grid="karras", sample_steps=100),
+    dict(sampler="dpm_solver_pp_3m", parameterization="v", time_grid="logsnr", sample_steps=100),
 ])
 def test_samples_follow_the_data_with_the_exact_denoiser(fields):
     """200 samples of 8x8x3 reproduce the per-channel mean (within 0.01) and standard deviation
@@ -94,6 +96,8 @@ def test_label_free_sampling_rejects_labels_and_checks_their_shape():
     (dict(schedule="cosine"), "must be a discrete T-step chain"),
     (dict(sample_steps=1001), "cannot exceed the 1000 steps"),
     (dict(sampler="euler"), "method.sampler must be one of"),
+    (dict(time_grid="cubic"), "method.time_grid must be one of"),
+    (dict(guidance_logsnr_min=2.0, guidance_logsnr_max=1.0), "guidance_logsnr_min"),
     (dict(sample_steps=0), "sample_steps"),
     (dict(label_dropout=1.5), "label_dropout"),
     (dict(x0_transform="tanh"), "method.x0_transform must be one of"),

@@ -101,6 +101,8 @@ def exact_pyramid_network(parameterization):
     dict(sampler="ancestral", parameterization="v", sample_steps=1000),
     dict(sampler="ddim", parameterization="eps", sample_steps=1000),
     dict(sampler="dpm_solver_pp", parameterization="v", sample_steps=250),
+    dict(sampler="heun", parameterization="v", time_grid="karras", sample_steps=100),
+    dict(sampler="dpm_solver_pp_3m", parameterization="eps", time_grid="power", sample_steps=100),
 ])
 def test_joint_pyramid_samples_follow_the_data_with_the_exact_denoiser(fields):
     """64 joint samples: the 16 px level has the data's per-channel mean (within 0.01) and std

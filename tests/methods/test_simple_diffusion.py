@@ -56,6 +56,8 @@ def test_schedules_hand_values():
     dict(sampler="ancestral", parameterization="v", sample_steps=1024),
     dict(sampler="ddim", parameterization="eps", sample_steps=512),
     dict(sampler="dpm_solver_pp", parameterization="v", sample_steps=512),
+    dict(sampler="heun", parameterization="v", time_grid="logsnr", sample_steps=100),
+    dict(sampler="dpm_solver_pp_3m", parameterization="eps", time_grid="karras", sample_steps=100),
 ])
 def test_samples_follow_the_data_with_the_exact_denoiser(fields):
     """64 samples of 16x16x3 with the schedule shifted 8 -> 16 px reproduce the per-channel mean
@@ -88,7 +90,7 @@ def test_guided_sampling_of_a_label_free_denoiser_is_unguided():
     (dict(loss_weighting="snr"), "method.loss_weighting must be one of"),
     (dict(multiscale_loss=True, multiscale_min_resolution=3), "power of two"),
     (dict(logsnr_min=5.0, logsnr_max=-5.0), "logsnr_min"),
-    (dict(sampler="heun"), "method.sampler must be one of"),
+    (dict(sampler="euler"), "method.sampler must be one of"),
     (dict(guidance_scale=-1.0), "guidance_scale"),
     (dict(shift=2), "Unknown method field"),
 ])
