@@ -23,7 +23,7 @@ import time
 import jax
 import numpy as np
 
-from jaxdiff.core import analytic, samplers
+from jaxdiff.core import analytic, attenuation_samplers, samplers
 from jaxdiff.core.processes import attenuation_logsnr
 from jaxdiff.core.schedule_registry import make_schedule
 from jaxdiff.core.time_grids import GRIDS, time_grid
@@ -67,9 +67,9 @@ def sampler_run(process: str, sampler: str):
     if process == "attenuation":
         denoise = analytic.attenuation_mixture_denoiser(WEIGHTS, MEANS, variances)
         if sampler == "stochastic":
-            run = lambda times, x, rng: samplers.attenuation_sample(denoise, rng, x, times)
+            run = lambda times, x, rng: attenuation_samplers.attenuation_sample(denoise, rng, x, times)
         else:
-            run = lambda times, x, rng: samplers.attenuation_ode_sample(denoise, x, times)
+            run = lambda times, x, rng: attenuation_samplers.attenuation_ode_sample(denoise, x, times)
         return run, attenuation_logsnr, 1e-4, None
     schedule = make_schedule(process)
     logsnr_fn = schedule.logsnr_fn

@@ -1,6 +1,6 @@
 """DDPM / improved DDPM / DDIM (Ho et al. 2020; Nichol & Dhariwal 2021; Song et al. 2021).
 
-    python -m jaxdiff.main --config=configs/ddpm.py                 # CPU: tiny UNet, 32 px digits
+    python -m jaxdiff.main --config=configs/ddpm.py                 # CPU: tiny UNet, 16 px digits
     python -m jaxdiff.main --config=configs/ddpm.py:cifar10         # Ho et al., 35.7M UNet
     python -m jaxdiff.main --config=configs/ddpm.py:iddpm_cifar10   # cosine, learned variance
 
@@ -14,11 +14,13 @@ def cpu():
     """A tiny class-conditional UNet on the built-in digits: minutes on a laptop CPU. It predicts
     v, not the paper's eps: at this budget an eps-predicting tiny UNet leaves about 60% of its
     samples washed-out grey squares whatever the sampler (its x0 = (x_t - sigma eps) / alpha
-    amplifies the eps error by 1 / alpha near the prior), v and x0 prediction none."""
+    amplifies the eps error by 1 / alpha near the prior), v and x0 prediction none. The sampler
+    is the cheapest that matches the best 250-step one on this model (benchmarks/
+    trained_samplers.py; README, "Sampler defaults")."""
     return experiment_config(
         method=dict(name="ddpm", schedule="cosine_betas", num_timesteps=1000,
-                    parameterization="v", sampler="ancestral", sample_steps=100,
-                    guidance_scale=1.0),
+                    parameterization="v", sampler="dpm_solver_pp", time_grid="logsnr",
+                    sample_steps=10, guidance_scale=1.0),
         model=dict(name="unet", preset="tiny", num_classes=10),
         data=dict(name="builtin:digits", resolution=16),
         num_steps=1500, batch_size=32, ema_decay=0.995, log_every=100,

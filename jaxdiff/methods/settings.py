@@ -24,8 +24,8 @@ from jaxdiff.checks import Check, number_in, one_of
 from jaxdiff.core.guidance import X0_TRANSFORMS
 from jaxdiff.core.predictions import PARAMETERIZATIONS
 from jaxdiff.core.samplers import GAUSSIAN_SAMPLERS
-from jaxdiff.core.time_grids import GRIDS
 from jaxdiff.core.schedule_registry import DISCRETE_SCHEDULES, SCHEDULE_NAMES
+from jaxdiff.core.time_grids import GRIDS
 
 
 def setting(default, doc: str, check: Optional[Check] = None):
@@ -159,7 +159,7 @@ class GaussianSettings(GuidanceSettings, TimeGridSettings):
     parameterization: str = setting("eps", "network target: 'eps', 'x0' or 'v'",
                                     one_of(*PARAMETERIZATIONS))
     sampler: str = setting("ancestral", "'ancestral', 'ddim', 'dpm_solver_pp' (2M), "
-                           "'dpm_solver_pp_3m' or 'heun' (EDM; 2K - 1 network calls)",
+                           "'dpm_solver_pp_3m' or 'heun' (EDM; two network calls a step)",
                            one_of(*GAUSSIAN_SAMPLERS))
     sample_steps: int = setting(100, "sampler steps (kept steps of a discrete chain)",
                                 number_in(1, integer=True))

@@ -21,15 +21,15 @@ def run(*args, timeout=600):
 
 def test_sampler_benchmark_table_and_plot(tmp_path):
     plot = tmp_path / "samplers.png"
-    out = run("benchmarks.samplers", "--nfe=10,50", "--samples=4000", "--processes=cosine",
-              f"--plot={plot}")
-    rows = {(m.group(1), m.group(2).strip(), int(m.group(3))): float(m.group(4))
-            for m in re.finditer(r"^cosine +(\S+) +(.+?) +(\d+) +([0-9.]+)% +[0-9.]+%$", out,
-                                 re.MULTILINE)}
-    assert len(rows) == 5 * 5 * 2  # samplers x grid variants x budgets
+    out = run("benchmarks.samplers", "--nfe=10,50", "--samples=4000",
+              "--processes=cosine,attenuation", f"--plot={plot}")
+    rows = {(m.group(1), m.group(2), m.group(3).strip(), int(m.group(4))): float(m.group(5))
+            for m in re.finditer(r"^(cosine|attenuation) +(\S+) +(.+?) +(\d+) +([0-9.]+)% +"
+                                 r"[0-9.]+%$", out, re.MULTILINE)}
+    assert len(rows) == (5 + 2) * 5 * 2  # samplers x grid variants x budgets
     # 10 NFE of DPM-Solver++(2M): the power-4 grid keeps the detail the uniform grid blurs.
-    assert rows[("dpm_solver_pp", "power power=4", 10)] < 15 < rows[("dpm_solver_pp", "uniform",
-                                                                     10)]
+    assert (rows[("cosine", "dpm_solver_pp", "power power=4", 10)] < 15
+            < rows[("cosine", "dpm_solver_pp", "uniform", 10)])
     assert "Best grid per sampler and NFE" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
