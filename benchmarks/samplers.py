@@ -8,8 +8,9 @@ its nearest component; quality is
     spread error   max over components of |std of its samples / true std - 1|
     share error    max over components of |share of samples / weight - 1|
 (0 for the data law; a sampler that blurs the detail shows a spread error above 0, one that
-collapses it a spread error near 1); the summary ranks by the larger of the two. Processes: the VP process on the clipped continuous cosine
-(simple diffusion, MDM) and on the 1000-step cosine-beta chain (DDPM), and analytic attenuation.
+collapses it a spread error near 1); the summary ranks by the larger of the two. Processes:
+the VP process on the clipped continuous cosine (simple diffusion, MDM) and on the 1000-step
+cosine-beta chain (DDPM), and analytic attenuation.
 
 Usage:
     python -m benchmarks.samplers                       # the table, and samplers.png
@@ -67,9 +68,11 @@ def sampler_run(process: str, sampler: str):
     if process == "attenuation":
         denoise = analytic.attenuation_mixture_denoiser(WEIGHTS, MEANS, variances)
         if sampler == "stochastic":
-            run = lambda times, x, rng: attenuation_samplers.attenuation_sample(denoise, rng, x, times)
+            run = lambda times, x, rng: attenuation_samplers.attenuation_sample(
+                denoise, rng, x, times)
         else:
-            run = lambda times, x, rng: attenuation_samplers.attenuation_ode_sample(denoise, x, times)
+            run = lambda times, x, rng: attenuation_samplers.attenuation_ode_sample(
+                denoise, x, times)
         return run, attenuation_logsnr, 1e-4, None
     schedule = make_schedule(process)
     logsnr_fn = schedule.logsnr_fn

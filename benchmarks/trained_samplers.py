@@ -17,6 +17,7 @@ Cold diffusion has no grid or solver to choose: it reports FD8 and the class sha
 import argparse
 import ast
 import copy
+import re
 import time
 
 import jax
@@ -34,8 +35,8 @@ GRIDS = ("uniform", "power", "logsnr", "karras")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="configs/<method>.py[:preset]")
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--config", default="", help="configs/<method>.py[:preset]")
+    parser.add_argument("--workdir", default="")
     parser.add_argument("--nfe", default="10,25", help="comma-separated NFE budgets")
     parser.add_argument("--samplers", default="", help="comma-separated; default: all of the "
                         "method's")
@@ -48,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument("--relative_tolerance", type=float, default=0.1)
     parser.add_argument("--absolute_tolerance", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", default="", help="PNG of FD8 against NFE ('' for none)")
+    parser.add_argument("--from_table", default="", help="plot a table this script printed "
+                        "before (with --plot), instead of sampling")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="config override as the workdir was trained, e.g. "
                         "model.num_classes=0 (repeatable)")
@@ -128,6 +132,11 @@ def nfe_of(config) -> int:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.from_table:
+        plot(read_table(args.from_table), args.plot or "trained_samplers.png", args.from_table)
+        return
+    if not (args.config and args.workdir):
+        raise SystemExit("trained_samplers: give --config and --workdir (or --from_table).")
     config = load_config(args.config, args.set)
     stage = prepare.prepare(config, args.workdir, "sample")[-1]
     config = stage.config
@@ -146,6 +155,53 @@ def main(argv=None):
         rows.append((label,) + evaluate(config, stage, ema_params, overrides,
                                         args.num_samples, args.seed) + (is_reference,))
     print_table(rows, args)
+    if args.plot:
+        plot([(label, nfe, quality["fd8"], is_reference)
+              for label, quality, nfe, _, is_reference in rows], args.plot, args.config)
+
+
+TABLE_ROW = re.compile(r"^(\S+) (\S+) +(\d+) +([0-9.]+) +(?:[0-9.]+%)? +[0-9.]+ +(?: *\d+){10}"
+                       r" *(ref|ok)?$")
+
+
+def read_table(path):
+    """(label, NFE, FD8, is_reference) of the sampler rows of a table printed by print_table."""
+    rows = []
+    for line in open(path):
+        match = TABLE_ROW.match(line.strip())
+        if match:
+            sampler, grid, nfe, fd8, mark = match.groups()
+            rows.append((f"{sampler} {grid}", int(nfe), float(fd8), mark == "ref"))
+    return rows
+
+
+def plot(rows, path, title):
+    """FD8 against NFE, one panel per sampler, one line per grid, the sampler's 250-step
+    reference dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samplers = list(dict.fromkeys(label.split()[0] for label, *_ in rows))
+    figure, axes = plt.subplots(1, len(samplers), squeeze=False,
+                                figsize=(3.6 * len(samplers), 3.2), sharey=True)
+    for axis, sampler in zip(axes.flat, samplers):
+        for grid in dict.fromkeys(label.split()[1] for label, *_ in rows
+                                  if label.startswith(sampler + " ")):
+            points = sorted((nfe, fd8) for label, nfe, fd8, is_reference in rows
+                            if label == f"{sampler} {grid}" and not is_reference)
+            if points:
+                axis.plot(*zip(*points), marker="o", label=grid)
+        for label, nfe, fd8, is_reference in rows:
+            if is_reference and label.startswith(sampler + " "):
+                axis.axhline(fd8, color="grey", linestyle="--", label=f"{nfe} NFE")
+        axis.set(xscale="log", title=sampler, xlabel="NFE", ylabel="FD8")
+        axis.legend(fontsize=7)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    print(f"\nPlot: {path}")
 
 
 def print_table(rows, args):

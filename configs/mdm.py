@@ -25,10 +25,12 @@ from jaxdiff.train.defaults import experiment_config, select_preset
 
 
 def cpu():
-    """A tiny two-level NestedUNet on the built-in digits at 32 px (inner level 16 px)."""
+    """A tiny two-level NestedUNet on the built-in digits at 32 px (inner level 16 px). The
+    sampler is the cheapest that matches the best 250-step one on this model (benchmarks/
+    trained_samplers.py; README, "Sampler defaults")."""
     return experiment_config(
         method=dict(name="mdm", schedule="cosine_betas", parameterization="v",
-                    sampler="ddim", sample_steps=50),
+                    sampler="dpm_solver_pp_3m", time_grid="logsnr", sample_steps=10),
         model=dict(name="nested_unet", preset="tiny_2", num_classes=10),
         data=dict(name="builtin:digits", resolution=32),
         num_steps=1500, batch_size=32, ema_decay=0.995, log_every=100,

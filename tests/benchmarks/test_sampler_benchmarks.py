@@ -41,10 +41,16 @@ def test_trained_sampler_benchmark_on_a_checkpoint(tmp_path):
         "--config.checkpoint.every=2")
     out = run("benchmarks.trained_samplers", "--config=configs/ddpm.py", f"--workdir={workdir}",
               "--samplers=dpm_solver_pp,heun", "--grids=karras", "--nfe=4",
-              "--reference_steps=6", "--num_samples=16")
+              "--reference_steps=6", "--num_samples=16", f"--plot={tmp_path / 'run.png'}")
     table = [line for line in out.splitlines() if re.match(r"^(dpm_solver_pp|heun) ", line)]
     # References at NFE 6 (Heun: 4 steps, 2 * 4 - 2 calls on the chain), then NFE 4 on karras.
     assert [line.split()[:3] for line in table] == [
         ["dpm_solver_pp", "uniform", "6"], ["dpm_solver_pp", "karras", "4"],
         ["heun", "uniform", "6"], ["heun", "karras", "4"]]
     assert re.search(r"Reference FD8 [0-9.]+ \(best at 6 steps\)", out)
+    # The plot, and the same plot again from the printed table.
+    saved = tmp_path / "table.txt"
+    saved.write_text(out)
+    run("benchmarks.trained_samplers", f"--from_table={saved}", f"--plot={tmp_path / 'again.png'}")
+    for name in ("run.png", "again.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
