@@ -183,6 +183,10 @@ def plot(rows, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if len(row[0].split()) == 2]  # "<sampler> <grid>" rows only
+    if not rows:
+        print(f"\nNo sampler-and-grid rows to plot (cold diffusion has none); {path} not written.")
+        return
     samplers = list(dict.fromkeys(label.split()[0] for label, *_ in rows))
     figure, axes = plt.subplots(1, len(samplers), squeeze=False,
                                 figsize=(3.6 * len(samplers), 3.2), sharey=True)
