@@ -26,8 +26,10 @@ import numpy as np
 
 from jaxdiff.core import analytic, attenuation_samplers, samplers
 from jaxdiff.core.processes import attenuation_logsnr
+from jaxdiff.core.samplers import GAUSSIAN_SAMPLERS
 from jaxdiff.core.schedule_registry import make_schedule
 from jaxdiff.core.time_grids import GRIDS, time_grid
+from jaxdiff.methods.attenuation import SAMPLERS as ATTENUATION_SAMPLERS
 
 WEIGHTS = np.array([0.3, 0.5, 0.2])
 MEANS = np.array([-0.6, 0.1, 0.7])
@@ -35,11 +37,8 @@ STDS = np.array([0.05, 0.08, 0.04])
 GRID_VARIANTS = [("uniform", {}), ("power", {"power": 2.0}), ("power", {"power": 4.0}),
                  ("logsnr", {}), ("karras", {"rho": 7.0})]
 assert {name for name, _ in GRID_VARIANTS} == set(GRIDS)
-PROCESSES = {
-    "cosine": ("ancestral", "ddim", "dpm_solver_pp", "dpm_solver_pp_3m", "heun"),
-    "cosine_betas": ("ancestral", "ddim", "dpm_solver_pp", "dpm_solver_pp_3m", "heun"),
-    "attenuation": ("stochastic", "deterministic"),
-}
+PROCESSES = {"cosine": GAUSSIAN_SAMPLERS, "cosine_betas": GAUSSIAN_SAMPLERS,
+             "attenuation": ATTENUATION_SAMPLERS}
 
 
 def parse_args(argv=None):

@@ -7,76 +7,48 @@ class-conditional models, the share of samples a digit classifier reads as their
 reference is the best of the method's samplers at 250 steps; the table marks the variants whose
 FD8 is within the tolerance of it (FD8 <= reference * (1 + rel) + abs) and names the cheapest.
 
-Usage (after training the default run into the workdir):
+Usage (after training the default run into the workdir; --config takes the overrides the run
+was trained with, as in jaxdiff.main):
     python -m benchmarks.trained_samplers --config=configs/ddpm.py --workdir=/tmp/runs/ddpm
     python -m benchmarks.trained_samplers --config=configs/cold.py --workdir=/tmp/runs/cold
 Cold diffusion has no grid or solver to choose: it reports FD8 and the class shares for the
 (start_noise, step_noise) pairs in --cold_noise.
 """
 
-import argparse
-import ast
 import copy
 import re
 import time
 
 import jax
+from absl import app, flags
+from ml_collections import config_flags
 
 from benchmarks import digit_quality
 from jaxdiff import methods
-from jaxdiff.core.samplers import num_evaluations, steps_for_evaluations
+from jaxdiff.core.samplers import GAUSSIAN_SAMPLERS, num_evaluations, steps_for_evaluations
+from jaxdiff.core.time_grids import GRIDS
+from jaxdiff.methods.attenuation import SAMPLERS as ATTENUATION_SAMPLERS
 from jaxdiff.methods.gaussian import base_schedule
 from jaxdiff.train import loop, prepare, sampling
 
-GAUSSIAN_SAMPLERS = ("ancestral", "ddim", "dpm_solver_pp", "dpm_solver_pp_3m", "heun")
-ATTENUATION_SAMPLERS = ("stochastic", "deterministic")
-GRIDS = ("uniform", "power", "logsnr", "karras")
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="", help="configs/<method>.py[:preset]")
-    parser.add_argument("--workdir", default="")
-    parser.add_argument("--nfe", default="10,25", help="comma-separated NFE budgets")
-    parser.add_argument("--samplers", default="", help="comma-separated; default: all of the "
-                        "method's")
-    parser.add_argument("--grids", default=",".join(GRIDS), help="comma-separated time grids")
-    parser.add_argument("--reference_steps", type=int, default=250)
-    parser.add_argument("--num_samples", type=int, default=300)
-    parser.add_argument("--cold_noise", default="0.002:0,0.05:0,0.1:0,0.2:0,0.002:0.02,"
-                        "0.002:0.05,0.05:0.05", help="cold diffusion: start_noise:step_noise "
-                        "pairs to compare")
-    parser.add_argument("--relative_tolerance", type=float, default=0.1)
-    parser.add_argument("--absolute_tolerance", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", default="", help="PNG of FD8 against NFE ('' for none)")
-    parser.add_argument("--from_table", default="", help="plot a table this script printed "
-                        "before (with --plot), instead of sampling")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="config override as the workdir was trained, e.g. "
-                        "model.num_classes=0 (repeatable)")
-    return parser.parse_args(argv)
-
-
-def load_config(spec: str, overrides=()):
-    """get_config(preset) of configs/<file>.py[:preset], with FIELD=VALUE overrides (values
-    read as Python literals where they parse, else as strings)."""
-    path, _, preset = spec.partition(":")
-    namespace = {}
-    exec(compile(open(path).read(), path, "exec"), namespace)
-    config = namespace["get_config"](preset or None)
-    for override in overrides:
-        field, _, text = override.partition("=")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        *parents, leaf = field.split(".")
-        section = config
-        for parent in parents:
-            section = section[parent]
-        section[leaf] = value
-    return config
+# The config as jaxdiff.main reads it: configs/<method>.py[:preset], overrides as
+# --config.a.b=value (e.g. --config.model.num_classes=0, as the workdir was trained).
+_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<method>.py[:preset]")
+_WORKDIR = flags.DEFINE_string("workdir", "", "the trained run's directory")
+_NFE = flags.DEFINE_string("nfe", "10,25", "comma-separated NFE budgets")
+_SAMPLERS = flags.DEFINE_string("samplers", "", "comma-separated; default: all of the method's")
+_GRIDS = flags.DEFINE_string("grids", ",".join(GRIDS), "comma-separated time grids")
+_REFERENCE_STEPS = flags.DEFINE_integer("reference_steps", 250, "NFE of the references")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 300, "samples per variant")
+_COLD_NOISE = flags.DEFINE_string(
+    "cold_noise", "0.002:0,0.05:0,0.1:0,0.2:0,0.002:0.02,0.002:0.05,0.05:0.05",
+    "cold diffusion: start_noise:step_noise pairs to compare")
+_RELATIVE_TOLERANCE = flags.DEFINE_float("relative_tolerance", 0.1, "rel of the tolerance")
+_ABSOLUTE_TOLERANCE = flags.DEFINE_float("absolute_tolerance", 0.02, "abs of the tolerance")
+_SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
+_PLOT = flags.DEFINE_string("plot", "", "PNG of FD8 against NFE ('' for none)")
+_FROM_TABLE = flags.DEFINE_string("from_table", "", "plot a table this script printed before "
+                                  "(with --plot), instead of sampling")
 
 
 def variants(config, budgets, reference_steps, samplers="", grids=GRIDS):
@@ -130,34 +102,36 @@ def nfe_of(config) -> int:
                            schedule.logsnr_fn)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.from_table:
-        plot(read_table(args.from_table), args.plot or "trained_samplers.png", args.from_table)
+def main(argv):
+    del argv
+    if _FROM_TABLE.value:
+        plot(read_table(_FROM_TABLE.value), _PLOT.value or "trained_samplers.png",
+             _FROM_TABLE.value)
         return
-    if not (args.config and args.workdir):
+    if _CONFIG.value is None or not _WORKDIR.value:
         raise SystemExit("trained_samplers: give --config and --workdir (or --from_table).")
-    config = load_config(args.config, args.set)
-    stage = prepare.prepare(config, args.workdir, "sample")[-1]
+    config_name = flags.FLAGS["config"].serialize().partition("=")[2]
+    stage = prepare.prepare(_CONFIG.value, _WORKDIR.value, "sample")[-1]
     config = stage.config
     step, ema_params = loop.latest_ema_params(stage.workdir, stage.run)
-    print(f"{args.config} at step {step}, {args.num_samples} samples, seed {args.seed}")
-    budgets = [int(n) for n in args.nfe.split(",")]
+    num_samples, seed = _NUM_SAMPLES.value, _SEED.value
+    print(f"{config_name} at step {step}, {num_samples} samples, seed {seed}")
     rows = []
     if config.method.name == "cold":
-        for pair in args.cold_noise.split(","):
+        for pair in _COLD_NOISE.value.split(","):
             start_noise, step_noise = (float(value) for value in pair.split(":"))
             rows.append((f"noise start {start_noise:g} step {step_noise:g}",) + evaluate(
                 config, stage, ema_params, dict(start_noise=start_noise, step_noise=step_noise),
-                args.num_samples, args.seed) + (False,))
-    for label, overrides, is_reference in variants(config, budgets, args.reference_steps,
-                                                   args.samplers, args.grids.split(",")):
-        rows.append((label,) + evaluate(config, stage, ema_params, overrides,
-                                        args.num_samples, args.seed) + (is_reference,))
-    print_table(rows, args)
-    if args.plot:
+                num_samples, seed) + (False,))
+    budgets = [int(n) for n in _NFE.value.split(",")]
+    for label, overrides, is_reference in variants(config, budgets, _REFERENCE_STEPS.value,
+                                                   _SAMPLERS.value, _GRIDS.value.split(",")):
+        rows.append((label,) + evaluate(config, stage, ema_params, overrides, num_samples,
+                                        seed) + (is_reference,))
+    print_table(rows)
+    if _PLOT.value:
         plot([(label, nfe, quality["fd8"], is_reference)
-              for label, quality, nfe, _, is_reference in rows], args.plot, args.config)
+              for label, quality, nfe, _, is_reference in rows], _PLOT.value, config_name)
 
 
 TABLE_ROW = re.compile(r"^(\S+) (\S+) +(\d+) +([0-9.]+) +(?:[0-9.]+%)? +[0-9.]+ +(?: *\d+){10}"
@@ -208,9 +182,9 @@ def plot(rows, path, title):
     print(f"\nPlot: {path}")
 
 
-def print_table(rows, args):
+def print_table(rows):
     references = [quality["fd8"] for _, quality, _, _, is_reference in rows if is_reference]
-    threshold = (min(references) * (1 + args.relative_tolerance) + args.absolute_tolerance
+    threshold = (min(references) * (1 + _RELATIVE_TOLERANCE.value) + _ABSOLUTE_TOLERANCE.value
                  if references else None)
     print(f"{'variant':28s} {'NFE':>4s} {'FD8':>7s} {'accuracy':>8s} {'s':>6s}  class shares %")
     for label, quality, nfe, seconds, is_reference in rows:
@@ -224,7 +198,7 @@ def print_table(rows, args):
     if threshold is not None:
         passing = [(nfe, quality["fd8"], label) for label, quality, nfe, _, is_reference in rows
                    if not is_reference and quality["fd8"] <= threshold]
-        print(f"\nReference FD8 {min(references):.3f} (best at {args.reference_steps} steps); "
+        print(f"\nReference FD8 {min(references):.3f} (best at {_REFERENCE_STEPS.value} steps); "
               f"tolerance FD8 <= {threshold:.3f}.")
         if passing:
             nfe, fd8, label = min(passing)
@@ -234,4 +208,4 @@ def print_table(rows, args):
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -44,8 +44,8 @@ def attenuation_sample(denoise, rng, x_T, times, x0_transform=None):
 
     x_{t-d} ~ N(x_t - c d - (d / sqrt(t)) eps, d (t - d) / t) with (c, eps) = denoise(x_t, t)
     (processes.attenuation_posterior; Huang et al. 2023, sec. 3). The variance vanishes on the
-    step into t = 0, which returns x_t - c t - sqrt(t) eps = x0_hat. Use time_grid(10) for the
-    paper's 10 steps.
+    step into t = 0, which returns x_t - c t - sqrt(t) eps = x0_hat. The paper's 10 steps:
+    time_grids.time_grid("uniform", 10, t_end=1e-4).
     """
 
     def update(x, c, eps, t, s, noise):

@@ -37,6 +37,11 @@ def test_sampling_grid_hand_values():
         [1.0, 0.50005, 1e-4, 0.0])
     np.testing.assert_allclose(
         attenuation.sampling_grid(attenuation.AttenuationSettings(sample_steps=1)), [1.0, 0.0])
+    # Other grids from the same settings: power 2 to t_min = 1e-4, then 0.
+    np.testing.assert_allclose(
+        attenuation.sampling_grid(attenuation.AttenuationSettings(
+            sample_steps=3, time_grid="power", grid_power=2.0)),
+        [1.0, 1e-4 + (1 - 1e-4) * 0.25, 1e-4, 0.0])
 
 
 @pytest.mark.parametrize("sampler, grid, steps", [

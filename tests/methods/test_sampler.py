@@ -45,3 +45,13 @@ def test_the_skeleton_labels_denoises_and_clips():
     samples = sample_fn(apply_fn, {}, jax.random.PRNGKey(0), 3, jnp.array([0, 1, 3]))
     np.testing.assert_array_equal(seen["labels"], [0, 1, 3])
     np.testing.assert_allclose(samples, np.ones((3, 2)))
+
+
+def test_guidance_band_from_the_settings():
+    """No band by default; with [-1, 2] on logSNR = 10 - 20 t the band is 0.4 <= t <= 0.55."""
+    assert sampler.guidance_band(GuidanceSettings(), lambda t: t) is None
+    band = sampler.guidance_band(GuidanceSettings(guidance_logsnr_min=-1.0,
+                                                  guidance_logsnr_max=2.0),
+                                 lambda t: 10.0 - 20.0 * t)
+    np.testing.assert_array_equal(band(jnp.array([0.3, 0.4, 0.5, 0.55, 0.6])),
+                                  [False, True, True, True, False])

@@ -97,3 +97,18 @@ def test_guided_sampling_of_a_label_free_denoiser_is_unguided():
 def test_bad_config_values_raise_one_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):
         methods.build(config(**fields))
+
+
+def test_the_configured_time_grid_reaches_the_sampler():
+    """The times the network sees are the configured grid's: power 2 over 2 steps of the
+    unshifted 16 px schedule is [1, 0.25] (then the data, which needs no call)."""
+    seen = []
+
+    def recording(x, t):
+        jax.debug.callback(lambda t: seen.append(float(t[0])), t)
+        return jnp.zeros_like(x)
+
+    method = methods.build(config(sampler="dpm_solver_pp", time_grid="power", grid_power=2.0,
+                                  sample_steps=2, shift_base_resolution=RESOLUTION))
+    jax.block_until_ready(sample(method, 2, analytic_apply(recording)))
+    np.testing.assert_allclose(seen, [1.0, 0.25], atol=1e-6)
