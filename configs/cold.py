@@ -49,7 +49,8 @@ def _cpu(degradation):
         data=dict(name="builtin:digits", resolution=16),
         num_steps=1500, batch_size=32, ema_decay=0.995, log_every=100,
         optimizer=dict(learning_rate=2e-3, warmup_steps=100),
-        checkpoint=dict(every=500), sample=dict(every=500, num_samples=64))
+        checkpoint=dict(every=500), sample=dict(every=500, num_samples=64),
+        eval=dict(every=1500, num_samples=512, batch_size=64))
     if degradation == "mix":
         config.mix_data = default_data_config()
         config.mix_data.update(dict(name="builtin:faces", resolution=16))

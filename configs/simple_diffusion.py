@@ -27,7 +27,8 @@ def cpu():
         data=dict(name="builtin:digits", resolution=16),
         num_steps=1500, batch_size=32, ema_decay=0.995, log_every=100,
         optimizer=dict(learning_rate=2e-3, warmup_steps=100),
-        checkpoint=dict(every=500), sample=dict(every=500, num_samples=60))
+        checkpoint=dict(every=500), sample=dict(every=500, num_samples=60),
+        eval=dict(every=1500, num_samples=480, batch_size=60))
 
 
 def _imagenet(resolution, preset, **method):

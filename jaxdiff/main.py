@@ -1,7 +1,9 @@
 """Command-line entry point.
 
-    python -m jaxdiff.main --config=configs/mdm.py[:preset] [--workdir=DIR] [--mode=train|sample]
-        [--config.a.b=value ...]
+    python -m jaxdiff.main --config=configs/mdm.py[:preset] [--workdir=DIR]
+        [--mode=train|sample|eval] [--config.a.b=value ...]
+    --mode=eval [--checkpoints=latest|all] [--images=FOLDER_OR_NPZ]: sample-quality scores
+        (train/evaluation.py, config.eval)
 
 The workdir (local or gs://, default runs/<config file name>[_<preset>]) receives config.json
 (the resolved config), checkpoints/, tensorboard/ and samples/. Everything that can fail
@@ -22,14 +24,19 @@ from etils import epath
 from ml_collections import config_flags
 
 from jaxdiff import data
-from jaxdiff.train import checkpoint, loop, prepare
+from jaxdiff.train import checkpoint, evaluation, loop, prepare
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a preset: configs/x.py:preset.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.")
 _MODE = flags.DEFINE_enum("mode", "train", prepare.MODES,
-                          "Train, or sample from the latest checkpoint.")
+                          "Train, sample from the latest checkpoint, or evaluate (score "
+                          "checkpoints or images against the data).")
+_CHECKPOINTS = flags.DEFINE_enum("checkpoints", "latest", evaluation.WHICH,
+                                 "Eval mode: score the latest checkpoint or every one.")
+_IMAGES = flags.DEFINE_string("images", None, "Eval mode: score this folder or .npz of images "
+                              "instead of a checkpoint's samples.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", None,
                                     "Samples to write in sample mode; default "
                                     "config.sample.num_samples.")
@@ -83,11 +90,19 @@ def initialize_distributed(coordinator_address, num_processes, process_id) -> No
         jax.distributed.initialize()
 
 
-def run(stages: list, mode: str, num_samples=None):
+def run(stages: list, mode: str, num_samples=None, checkpoints="latest", images=None):
     """Trains every stage in order (train/stages.py; one stage without config.stages) and
-    returns the last loop.train result, or samples from the last stage's latest checkpoint and
-    returns the path of the .npz. `stages` come from prepare.prepare, which checked and built
-    them."""
+    returns the last loop.train result; or samples from the last stage's latest checkpoint and
+    returns the path of the .npz; or (eval) returns the scores of the last stage's checkpoints
+    (`checkpoints`: latest or all) or of `images`. `stages` come from prepare.prepare, which
+    checked and built them."""
+    if mode == "eval":
+        last = stages[-1]
+        if images:
+            return evaluation.score_images(last.config, last.workdir, images, last.run)
+        return evaluation.evaluate_checkpoints(last.config, last.workdir, last.method,
+                                               last.run, checkpoints,
+                                               (last.data, last.mix_data))
     if mode == "sample":
         last = stages[-1]
         return loop.sample_from_checkpoint(last.config, last.workdir, last.method,
@@ -137,9 +152,12 @@ def main(argv):
         raise SystemExit(f"jaxdiff: {error}") from None
     if stages[0].workdir != workdir:  # a staged run: the whole config beside the stage folders
         loop.write_config(_CONFIG.value, epath.Path(workdir))
+    # eval mode's input errors (weights, reference or image files) are sentences too
+    expected = ValueError if _MODE.value == "eval" else checkpoint.IncompatibleCheckpoint
     try:
-        result = run(stages, _MODE.value, _NUM_SAMPLES.value)
-    except checkpoint.IncompatibleCheckpoint as error:
+        result = run(stages, _MODE.value, _NUM_SAMPLES.value, _CHECKPOINTS.value,
+                     _IMAGES.value)
+    except expected as error:
         raise SystemExit(f"jaxdiff: {error}") from None
     if _MODE.value == "train" and result.preempted:
         logging.warning("Stopped by preemption; run the same command again to resume.")

@@ -1,6 +1,7 @@
 """Test setup shared by every test: CPU only, 8 forced host devices for mesh tests, the toy
-train helpers of tests/train/ importable from the tests outside it, and the repository's
-benchmarks/ package importable by the benchmark tests."""
+train helpers of tests/train/ importable from the tests outside it, the repository's
+benchmarks/ package importable by the benchmark tests, and a private jaxdiff cache folder in
+every test process."""
 
 import os
 import sys
@@ -18,3 +19,10 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train"))
 # The benchmark tests import `benchmarks` (a directory of scripts, not an installed package).
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# jaxdiff's cache (Inception weights, reference statistics) goes to a fresh folder per test
+# process, so tests neither read nor fill the user's ~/.cache/jaxdiff.
+if "JAXDIFF_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["JAXDIFF_CACHE"] = tempfile.mkdtemp(prefix="jaxdiff_cache_")

@@ -68,8 +68,8 @@ def test_validation_fails_with_one_sentence():
         prepare.prepare(toy.toy_config(**{"method.name": "nope"}), "/tmp/unused", "train")
     with pytest.raises(ValueError, match="multiply to 3, not to the 8 devices"):
         prepare.prepare(toy.toy_config(**{"mesh.data": 3}), "/tmp/unused", "train")
-    with pytest.raises(ValueError, match="Unknown mode 'eval'"):
-        prepare.prepare(toy.toy_config(), "/tmp/unused", "eval")
+    with pytest.raises(ValueError, match="Unknown mode 'score'"):
+        prepare.prepare(toy.toy_config(), "/tmp/unused", "score")
     result = run_cli(f"--config={CONFIG_FILE}", "--config.batch_size=7", "--workdir=/dev/null")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (

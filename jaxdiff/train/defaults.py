@@ -6,6 +6,7 @@ import ml_collections
 
 from jaxdiff import methods
 from jaxdiff.data import default_data_config
+from jaxdiff.metrics.evaluate import eval_defaults
 
 
 def train_config() -> ml_collections.ConfigDict:
@@ -26,6 +27,7 @@ def train_config() -> ml_collections.ConfigDict:
                        b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0),
         checkpoint=dict(every=500, keep=3, async_save=True),
         sample=dict(every=500, num_samples=16, seed=1),
+        eval=eval_defaults(),      # every = 0: no evaluation in training
     ))
 
 

@@ -17,6 +17,7 @@ sharding.py):
     init_from               "" or a workdir whose latest checkpoint's params start this run
     checkpoint.every, checkpoint.keep, checkpoint.async_save
     sample.every, sample.num_samples, sample.seed   (sample.every = 0: no sampling in training)
+    eval.*                  sample-quality evaluation every eval.every steps (metrics/evaluate.py)
     model, method           must match a checkpoint that is resumed (checkpoint.py)
 """
 
@@ -34,6 +35,7 @@ from etils import epath
 
 from jaxdiff import data
 from jaxdiff.methods.base import Method
+from jaxdiff.metrics import evaluate
 from jaxdiff.train import checkpoint as checkpoint_lib
 from jaxdiff.train import metrics as metrics_lib
 from jaxdiff.train import sampling
@@ -51,6 +53,7 @@ class TrainResult:
     state: state_lib.TrainState
     logged: list  # [{"step": int, **scalar metrics}] at every log step (all processes)
     preempted: bool
+    evaluations: list  # [{"step": int, **evaluate results}] of this call's evaluations
 
 
 def validate_config(config, num_devices: int, process_count: int) -> None:
@@ -59,6 +62,7 @@ def validate_config(config, num_devices: int, process_count: int) -> None:
     sharding_lib.rules_from_config(config.sharding.rules)
     state_lib.check_optimizer_config(config.optimizer)
     state_lib.check_ema_decay(config.ema_decay)
+    evaluate.check_eval_config(config.eval, config.data, needs_weights=config.eval.every > 0)
     per_step = config.grad_accum_steps * num_devices
     if config.batch_size <= 0 or config.batch_size % per_step:
         raise ValueError(f"batch_size {config.batch_size} must be a positive multiple of "
@@ -215,11 +219,14 @@ def train(config, workdir: str, method: Method, iterator: Iterator[dict],
                                  accum_steps=config.grad_accum_steps,
                                  ema_decay=config.ema_decay, mesh=run.mesh),
         run.state_shardings, run.mesh)
-    grids = SampleGrids(config, with_reference_images(config, method, *data_sources),
-                        run.mesh, workdir, writer) if config.sample.every else None
+    sampling_method = with_reference_images(config, method, *data_sources)
+    grids = SampleGrids(config, sampling_method, run.mesh, workdir,
+                        writer) if config.sample.every else None
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
     watch = checkpoint_lib.PreemptionWatch(checkpointer.manager)
-    log, preempted = IntervalLog(config, writer), False
+    log, preempted, evaluations = IntervalLog(config, writer), False, []
+    # made after the log: its set-up time (in the first eval_seconds) is paused like the rest
+    evaluator = make_evaluator(config, sampling_method, run.mesh, grids)
     try:
         for step in range(int(state.step) + 1, config.num_steps + 1):
             state, metrics = train_step(state, to_global_batch(next(iterator), batch_sharding))
@@ -232,12 +239,28 @@ def train(config, workdir: str, method: Method, iterator: Iterator[dict],
                 break
             if grids is not None and step % config.sample.every == 0:
                 log.pause(grids.write(step, state.ema_params))
+            if evaluator is not None and step % config.eval.every == 0:
+                evaluations.append({"step": step, **evaluator.evaluate(state.ema_params)})
+                evaluate.record(workdir, step, evaluations[-1], writer)
+                log.pause(evaluations[-1]["eval_seconds"])
     finally:
         checkpointer.wait()
         checkpointer.close()
         watch.close()
         writer.close()
-    return TrainResult(state=state, logged=log.logged, preempted=preempted)
+    return TrainResult(state=state, logged=log.logged, preempted=preempted,
+                       evaluations=evaluations)
+
+
+def make_evaluator(config, method: Method, mesh, grids) -> Optional[evaluate.Evaluator]:
+    """The in-loop evaluator (None when eval.every is 0 or above num_steps: the run never
+    evaluates); it reuses the sample grids' compiled sampler when that draws eval.batch_size
+    samples."""
+    if not 0 < config.eval.every <= config.num_steps:
+        return None
+    shared = (grids.sampler if grids is not None
+              and config.eval.batch_size == config.sample.num_samples else None)
+    return evaluate.Evaluator(config, method, mesh, sampler=shared)
 
 
 def write_config(config, workdir: epath.Path) -> None:
@@ -302,19 +325,27 @@ def restore_or_initialize(config, method: Method, run: Setup,
     return state
 
 
-def latest_ema_params(workdir, run: Setup):
-    """(step, EMA parameters) of the latest checkpoint in <workdir>/checkpoints, checked to be
-    compatible with the run's setup; IncompatibleCheckpoint when there is none."""
+def checkpoint_ema_params(workdir, run: Setup, which: str = "latest"):
+    """(step, EMA parameters) of the latest checkpoint in <workdir>/checkpoints (which =
+    "latest") or of each one in step order ("all"), each checked to be compatible with the
+    run's setup; IncompatibleCheckpoint when there is none."""
     directory = epath.Path(workdir) / "checkpoints"
     checkpointer = checkpoint_lib.Checkpointer(str(directory), keep=1, read_only=True)
-    step = checkpointer.latest_step()
-    if step is None:
+    steps = sorted(checkpointer.manager.all_steps())
+    if not steps:
         raise checkpoint_lib.IncompatibleCheckpoint(
-            f"There is no checkpoint to sample from in {directory}.")
-    checkpointer.check_compatible(step, run.meta)
-    state = checkpointer.restore(step, run.abstract_state)
-    checkpointer.close()
-    return step, state.ema_params
+            f"There is no checkpoint to read in {directory}.")
+    try:
+        for step in steps if which == "all" else steps[-1:]:
+            checkpointer.check_compatible(step, run.meta)
+            yield step, checkpointer.restore(step, run.abstract_state).ema_params
+    finally:
+        checkpointer.close()
+
+
+def latest_ema_params(workdir, run: Setup):
+    """(step, EMA parameters) of the latest checkpoint (checkpoint_ema_params)."""
+    return next(checkpoint_ema_params(workdir, run))
 
 
 def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: int,

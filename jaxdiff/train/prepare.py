@@ -21,10 +21,11 @@ import ml_collections
 
 from jaxdiff import data, methods
 from jaxdiff.methods.base import Method
+from jaxdiff.metrics import evaluate
 from jaxdiff.train import loop
 from jaxdiff.train.stages import stage_runs
 
-MODES = ("train", "sample")
+MODES = ("train", "sample", "eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,8 @@ def prepare_stage(config, workdir: str, mode: str, devices: Sequence[Any],
     """One stage, checked and built; read_data=False leaves the data configs unopened (a
     dataset the user has not prepared here), and the stage's data None."""
     loop.validate_config(config, len(devices), jax.process_count())
+    if mode == "eval":
+        evaluate.check_eval_config(config.eval, config.data, needs_weights=True)
     method = methods.build(config)
     check_batch(config, method)
     check_mix_data(config, method)
