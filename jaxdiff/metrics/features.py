@@ -11,7 +11,6 @@ import dataclasses
 from typing import Any, Callable, Iterable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -29,7 +28,7 @@ class FeatureNetwork:
 
 def inception_network(weights, preprocessing: str = "tf") -> FeatureNetwork:
     """The FID Inception with `weights` (inception_weights.load_weights): pool3 features."""
-    inception.preprocess(jnp.zeros((1, 299, 299, 3), jnp.uint8), preprocessing)  # checks mode
+    inception.check_preprocessing(preprocessing)
     net = inception.FIDInceptionV3(logits=weights.has_logits)
 
     def apply(params, images):

@@ -70,11 +70,15 @@ PREPROCESSING = {
 }
 
 
-def preprocess(images: jax.Array, mode: str = "tf") -> jax.Array:
-    """uint8 (or [0, 255] float) images (N, H, W, 3) -> the network's float32 299x299 input."""
+def check_preprocessing(mode: str) -> None:
     if mode not in PREPROCESSING:
         raise ValueError(f"Unknown Inception preprocessing {mode!r}; choose one of "
                          f"{sorted(PREPROCESSING)}.")
+
+
+def preprocess(images: jax.Array, mode: str = "tf") -> jax.Array:
+    """uint8 (or [0, 255] float) images (N, H, W, 3) -> the network's float32 299x299 input."""
+    check_preprocessing(mode)
     resize, scale = PREPROCESSING[mode]
     x = images.astype(jnp.float32)
     if x.shape[1:3] != (INPUT_SIDE, INPUT_SIDE):

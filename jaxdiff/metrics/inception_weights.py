@@ -25,7 +25,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import zipfile
 
@@ -209,10 +208,7 @@ def read_source(path: str) -> Weights:
     data = source_bytes(path)
     name = identify(data, path)
     source = SOURCES[name]
-    with tempfile.NamedTemporaryFile(suffix=".zip") as copy:
-        copy.write(data)
-        copy.flush()
-        tensors = torch_archive.read_tensors(copy.name)
+    tensors = torch_archive.read_tensors(io.BytesIO(data))
     layers = (layers_from_torchscript(tensors) if source.layout == "torchscript"
               else layers_from_state_dict(tensors))
     return Weights(to_params(layers, source.has_logits), source.has_logits, name)

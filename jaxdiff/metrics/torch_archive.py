@@ -36,7 +36,12 @@ class StorageType:
 
 
 def rebuild_tensor(storage, offset, size, stride, *unused):
-    """A numpy view of `storage` with torch's (offset, size, stride) in elements, copied."""
+    """A numpy view of `storage` with torch's (offset, size, stride) in elements, copied; a
+    view reaching outside its storage is refused."""
+    extent = offset + sum((n - 1) * abs(s) for n, s in zip(size, stride)) + 1
+    if min(size, default=1) > 0 and (offset < 0 or extent > len(storage)):
+        raise pickle.UnpicklingError(f"A tensor of shape {tuple(size)} reaches outside its "
+                                     f"storage of {len(storage)} elements.")
     itemsize = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
                                            strides=tuple(s * itemsize for s in stride))
@@ -83,8 +88,9 @@ class TensorUnpickler(pickle.Unpickler):
 
 
 def read_tensors(path) -> dict:
-    """{dotted name: np.ndarray} of every tensor in the archive at `path` (a state dict's keys,
-    or a TorchScript module's attribute paths such as 'net.layers.conv.weight')."""
+    """{dotted name: np.ndarray} of every tensor in the archive at `path` (a file name or a
+    binary file object; a state dict's keys, or a TorchScript module's attribute paths such as
+    'net.layers.conv.weight')."""
     with zipfile.ZipFile(path) as archive:
         pickles = [name for name in archive.namelist() if name.endswith("/data.pkl")]
         if len(pickles) != 1:

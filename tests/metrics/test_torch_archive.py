@@ -52,3 +52,11 @@ def test_a_file_without_a_pickle_is_one_sentence(tmp_path):
         archive.writestr("readme.txt", "nothing")
     with pytest.raises(ValueError, match="is not a PyTorch zip archive"):
         torch_archive.read_tensors(path)
+
+
+def test_a_view_reaching_outside_its_storage_is_refused():
+    storage = np.arange(4, dtype=np.float32)
+    np.testing.assert_array_equal(torch_archive.rebuild_tensor(storage, 1, (2,), (2,)), [1, 3])
+    with pytest.raises(pickle.UnpicklingError, match=r"shape \(3,\) reaches outside its "
+                                                     "storage of 4 elements"):
+        torch_archive.rebuild_tensor(storage, 0, (3,), (2,))
