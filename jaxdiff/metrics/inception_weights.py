@@ -29,6 +29,8 @@ import urllib.request
 import zipfile
 
 import flax
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.metrics import inception, torch_archive
@@ -146,9 +148,6 @@ def tensor(tensors: dict, name: str) -> np.ndarray:
 def to_params(layers: dict, has_logits: bool) -> dict:
     """Our nested parameter dict: torch's OIHW kernels become HWIO, and every shape is checked
     against the Flax module's, naming the first that differs."""
-    import jax
-    import jax.numpy as jnp
-
     expected = jax.eval_shape(inception.FIDInceptionV3(logits=has_logits).init,
                               jax.random.PRNGKey(0), jnp.zeros((1, 299, 299, 3)))["params"]
     flat = {}

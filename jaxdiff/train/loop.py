@@ -344,8 +344,13 @@ def checkpoint_ema_params(workdir, run: Setup, which: str = "latest"):
 
 
 def latest_ema_params(workdir, run: Setup):
-    """(step, EMA parameters) of the latest checkpoint (checkpoint_ema_params)."""
-    return next(checkpoint_ema_params(workdir, run))
+    """(step, EMA parameters) of the latest checkpoint (checkpoint_ema_params), its reader
+    closed before returning."""
+    checkpoints = checkpoint_ema_params(workdir, run)
+    try:
+        return next(checkpoints)
+    finally:
+        checkpoints.close()
 
 
 def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: int,
