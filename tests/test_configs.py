@@ -23,8 +23,8 @@ COVERED = {
     "cold": ("blur", "cpu", "cpu_blur", "cpu_decolorize", "cpu_inpaint", "cpu_mix",
              "cpu_pixelate", "decolorize", "inpaint", "mix", "pixelate"),
     "ddpm": ("cifar10", "cpu", "iddpm_cifar10"),
-    "mdm": ("celeba_hq1024", "celeba_hq1024_stage1", "celeba_hq1024_stage2", "cpu",
-            "imagenet256", "imagenet64"),
+    "mdm": ("cc12m1024", "cc12m256", "cc12m64", "celeba_hq1024", "celeba_hq1024_stage1",
+            "celeba_hq1024_stage2", "cpu", "cpu_text", "imagenet256", "imagenet64"),
     "simple_diffusion": ("cpu", "imagenet128", "imagenet256", "imagenet512"),
 }
 
@@ -42,11 +42,20 @@ def test_every_preset_is_covered():
 
 
 def abstract_batch(config, method):
-    """ShapeDtypeStructs of one global data batch: uint8 images (each image key) and labels."""
-    side = config.data.resolution
-    batch = {key: jax.ShapeDtypeStruct((config.batch_size, side, side, 3), np.uint8)
+    """ShapeDtypeStructs of one global data batch: uint8 images (each image key), labels and,
+    for a text-conditioned method, tokens or embeddings and a mask."""
+    side, size = config.data.resolution, config.batch_size
+    batch = {key: jax.ShapeDtypeStruct((size, side, side, 3), np.uint8)
              for key in method.image_keys}
-    batch["label"] = jax.ShapeDtypeStruct((config.batch_size,), np.int32)
+    batch["label"] = jax.ShapeDtypeStruct((size,), np.int32)
+    if method.text is not None:
+        length = method.text.max_length
+        batch["mask"] = jax.ShapeDtypeStruct((size, length), np.bool_)
+        if method.text.encoder == "trained":
+            batch["tokens"] = jax.ShapeDtypeStruct((size, length), np.int32)
+        else:
+            batch["embeddings"] = jax.ShapeDtypeStruct((size, length, method.text.embed_dim),
+                                                       np.float16)
     return batch
 
 

@@ -1,13 +1,15 @@
 """jaxdiff/main.py, the command-line entry point: workdir naming, distributed detection,
 validation before compiling, a short CLI training run with overrides, and sampling from its
-checkpoint."""
+checkpoint; the same on captions with prompts; the shard conversion mode."""
 
+import io
 import json
 import os
 import runpy
 import struct
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pytest
@@ -122,3 +124,58 @@ def test_cli_trains_with_overrides_then_samples(tmp_path):
     assert images.shape == (5, 8, 8, 3) and images.dtype == np.uint8
     assert len(np.unique(images)) > 10
     assert os.path.exists(str(npz_path).replace(".npz", ".png"))
+
+
+def test_cli_trains_on_captions_then_samples_prompts(tmp_path):
+    """configs/mdm.py:cpu_text shrunk: the grids carry their prompts (beside the PNG and in
+    TensorBoard); --mode=sample takes --prompt, --negative_prompt and --guidance_scale."""
+    workdir = tmp_path / "run"
+    shrink = ["--config=configs/mdm.py:cpu_text", f"--workdir={workdir}",
+              "--config.data.resolution=16", "--config.num_steps=2", "--config.batch_size=4",
+              "--config.sample.every=2", "--config.sample.num_samples=4",
+              "--config.eval.every=0", "--config.checkpoint.every=2"]
+    result = run_cli(*shrink, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    prompts = (workdir / "samples" / "step_00000002.txt").read_text().splitlines()
+    assert prompts == ["a red zero", "a green one", "a blue two", "a yellow three"]
+    assert any("sample_prompts" in tag for tag in tensorboard_tags(workdir / "tensorboard")["text"])
+
+    sampled = run_cli(*shrink, "--mode=sample", "--prompt=a red seven", "--prompt=a blue one",
+                      "--negative_prompt=a green two", "--guidance_scale=2",
+                      "--num_samples=4", timeout=300)
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    with np.load(str(workdir / "samples" / "samples_00000002.npz")) as samples:
+        assert samples["images"].shape == (4, 16, 16, 3)
+        assert list(samples["prompts"]) == ["a red seven", "a blue one"] * 2
+    assert (workdir / "samples" / "samples_00000002.txt").read_text().splitlines() == [
+        "a red seven", "a blue one"] * 2
+
+    not_text = run_cli(f"--config={CONFIG_FILE}", f"--workdir={tmp_path / 'toy'}",
+                       "--mode=sample", "--prompt=a red seven")
+    assert not_text.returncode == 1 and "Traceback" not in not_text.stderr
+    assert not_text.stderr.strip().splitlines()[-1].startswith("jaxdiff: ")
+
+
+def test_convert_mode_writes_caption_shards_and_embed_mode_needs_its_output(tmp_path):
+    """--mode=convert is the shard conversion as the launch scripts start it on every host."""
+    tar_path = tmp_path / "00000.tar"
+    with tarfile.open(tar_path, "w") as archive:
+        for key, caption in (("a", "a red seven"), ("b", "a blue one")):
+            png = io.BytesIO()
+            Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(png, format="PNG")
+            for name, payload in ((f"{key}.png", png.getvalue()), (f"{key}.txt",
+                                                                   caption.encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                archive.addfile(info, io.BytesIO(payload))
+    output = tmp_path / "shards"
+    result = run_cli("--config=configs/mdm.py:cpu_text", "--mode=convert",
+                     f"--convert_input={tmp_path}/{{00000..00000}}.tar",
+                     f"--convert_output={output}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output / "00000.json").read_text())
+    assert summary["examples"] == 2 and (output / "00000.array_record").exists()
+    missing = run_cli("--config=configs/mdm.py:cpu_text", "--mode=embed")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "jaxdiff: --mode=embed needs --embed_output.")

@@ -1,10 +1,15 @@
 """The data config (an ml_collections ConfigDict), its fail-early validation and resolved options.
 
 Fields of `default_data_config()`:
-  name           "builtin:digits" | "builtin:faces" | "builtin:photos" | "folder:/path" | "tfds:NAME"
+  name           "builtin:digits" | "builtin:captioned_digits" | "builtin:faces" | "builtin:photos"
+                 | "folder:/path" | "tfds:NAME" | "shards:/path" (ArrayRecord shards written by
+                 `python -m jaxdiff.data.shards convert`)
   data_dir       tfds data directory (local or gs://): where a "tfds:" dataset was prepared and
                  where a "folder:" is converted to ArrayRecord; None = tfds' default directory.
   split          tfds split to read ("train", "test[:10%]", ...); image folders have "train" only.
+  caption_field  tfds datasets only: the text feature holding the captions ("caption", or a "/"
+                 path such as "captions/text"), decoded as UTF-8; None = no captions. Built-in,
+                 folder and shards datasets know their captions themselves.
   resolution     output side in pixels; images are square crops resized to resolution^2.
   crop           "center" (largest centred square) or "random" (random square of side
                  crop_scale * short side); None = the dataset's default (random for photos).
@@ -41,6 +46,7 @@ def default_data_config():
             "name": "builtin:digits",
             "data_dir": placeholder(str),
             "split": "train",
+            "caption_field": placeholder(str),
             "resolution": 32,
             "crop": placeholder(str),
             "crop_scale": (0.5, 1.0),
@@ -102,11 +108,12 @@ def resolve_options(config, spec):
         crop=crop,
         crop_scale=tuple(config.crop_scale),
         flip=spec.default_flip if config.flip is None else bool(config.flip),
-        allow_upscale=(
-            spec.default_allow_upscale if config.allow_upscale is None else bool(config.allow_upscale)
-        ),
-        read_threads=spec.default_read_threads if config.read_threads is None else config.read_threads,
-        cache=(spec.default_cache and crop == "center") if config.cache is None else bool(config.cache),
+        allow_upscale=(spec.default_allow_upscale if config.allow_upscale is None
+                       else bool(config.allow_upscale)),
+        read_threads=(spec.default_read_threads if config.read_threads is None
+                      else config.read_threads),
+        cache=((spec.default_cache and crop == "center") if config.cache is None
+               else bool(config.cache)),
     )
 
 
@@ -114,12 +121,14 @@ def validate_data_config(config, *, global_batch_size, process_count=1):
     """Checks the data config before training starts; returns (records, DatasetSpec, options).
 
     Fails with one ValueError sentence for: a malformed field, an unknown dataset name, a missing
-    or empty image folder, an unprepared tfds dataset, a batch size not divisible by the process
-    count, fewer images than processes, or a resolution above the smallest image side while
-    upscaling is off. Opening an image folder converts it to ArrayRecord the first time.
+    or empty image folder, an unprepared tfds dataset, a data.caption_field that is not a text
+    feature of a tfds dataset, a batch size not divisible by the process count, fewer images
+    than processes, or a resolution above the smallest image side while upscaling is off.
+    Opening an image folder converts it to ArrayRecord the first time. Whether the dataset has
+    the captions a text-conditioned run needs is checked by `captions.check_text_data`.
     """
     _check_fields(config, global_batch_size, process_count)
-    records, spec = open_dataset(config.name, config.data_dir, config.split)
+    records, spec = open_dataset(config.name, config.data_dir, config.split, config.caption_field)
     options = resolve_options(config, spec)
     if options.cache and options.crop != "center":
         raise ValueError(
@@ -131,9 +140,11 @@ def validate_data_config(config, *, global_batch_size, process_count=1):
             f"Dataset {spec.name} has {spec.num_examples} images, fewer than the {process_count} "
             "processes that each need a shard."
         )
-    if spec.min_side is not None and spec.min_side < options.resolution and not options.allow_upscale:
+    too_small = spec.min_side is not None and spec.min_side < options.resolution
+    if too_small and not options.allow_upscale:
         raise ValueError(
             f"Dataset {spec.name} has images with a short side of {spec.min_side} px, below the "
-            f"resolution {options.resolution}; lower data.resolution or set data.allow_upscale=True."
+            f"resolution {options.resolution}; lower data.resolution or set "
+            "data.allow_upscale=True."
         )
     return records, spec, options

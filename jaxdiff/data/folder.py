@@ -9,6 +9,10 @@ a corrupt file is skipped there and reported rather than failing the conversion)
 dataset lives in `data_dir` (tfds' default directory when None) under a builder config named by
 the folder name and a fingerprint of its listing (paths, sizes, modification times): changing the
 folder's content makes a new conversion, an unchanged folder is converted only once.
+
+Images may have captions (`jaxdiff.data.caption_files`: a .txt beside the image, or a
+captions.jsonl / captions.csv at the root); they are stored in the conversion, and the
+fingerprint covers the caption files too, so editing them converts the folder again.
 """
 
 import dataclasses
@@ -20,6 +24,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxdiff.data.caption_files import caption_files, read_captions
 from jaxdiff.data.specs import DatasetSpec
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -27,31 +32,40 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 @dataclasses.dataclass(frozen=True)
 class FolderListing:
-    """The image files of a folder: relative paths, integer labels and class names."""
+    """The image files of a folder: relative paths, integer labels, class names and the relative
+    paths of its caption files."""
 
     root: str
     paths: tuple
     labels: tuple
     class_names: tuple
+    caption_files: tuple
 
     def fingerprint(self):
-        """A short hash of the relative paths, file sizes and modification times."""
+        """A short hash of the relative paths, file sizes and modification times of the images
+        and caption files."""
         digest = hashlib.sha256()
-        for path in self.paths:
+        for path in self.paths + self.caption_files:
             stat = os.stat(os.path.join(self.root, path))
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()[:12]
 
 
-def _image_files(directory):
-    """Relative paths of the image files under `directory`, recursively, sorted, hidden skipped."""
-    found = []
+def _folder_files(directory):
+    """Relative paths of the image files (sorted) and of the .txt files under `directory`,
+    recursively, hidden ones skipped."""
+    images, texts = [], []
     for parent, folders, files in os.walk(directory):
         folders[:] = sorted(folder for folder in folders if not folder.startswith("."))
         for name in files:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(parent, name), directory))
-    return sorted(found)
+            if name.startswith("."):
+                continue
+            relative = os.path.relpath(os.path.join(parent, name), directory)
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                images.append(relative)
+            elif name.endswith(".txt"):
+                texts.append(relative)
+    return sorted(images), texts
 
 
 def list_image_folder(root):
@@ -59,9 +73,10 @@ def list_image_folder(root):
     root = os.path.abspath(os.path.expanduser(root))
     if not os.path.isdir(root):
         raise ValueError(f"Image folder {root} does not exist or is not a directory.")
-    paths = _image_files(root)
+    paths, texts = _folder_files(root)
     if not paths:
-        raise ValueError(f"Image folder {root} contains no images with extensions {IMAGE_EXTENSIONS}.")
+        raise ValueError(f"Image folder {root} contains no images with extensions "
+                         f"{IMAGE_EXTENSIONS}.")
     in_root = [path for path in paths if os.sep not in path]
     class_names = tuple(sorted({path.split(os.sep)[0] for path in paths if os.sep in path}))
     if in_root and class_names:
@@ -70,7 +85,8 @@ def list_image_folder(root):
             "sub-folders; put every image in a class sub-folder or none."
         )
     labels = tuple(class_names.index(path.split(os.sep)[0]) if class_names else 0 for path in paths)
-    return FolderListing(root, tuple(paths), labels, class_names)
+    return FolderListing(root, tuple(paths), labels, class_names,
+                         caption_files(root, paths, texts))
 
 
 def _short_side(path):
@@ -83,10 +99,12 @@ def _short_side(path):
 
 
 class JaxdiffImageFolder(tfds.core.GeneratorBasedBuilder):
-    """tfds builder for one image folder: features image (encoded bytes), label and path."""
+    """tfds builder for one image folder: features image (encoded bytes), label, path and
+    captions (raw bytes, none or several per image)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Encoded image bytes, class label from the sub-folder, path."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Encoded image bytes, class label from the sub-folder, path.",
+                     "1.1.0": "Captions from the folder's caption files."}
 
     @tfds.core.utils.classproperty
     @classmethod
@@ -111,6 +129,7 @@ class JaxdiffImageFolder(tfds.core.GeneratorBasedBuilder):
                     "image": tfds.features.Tensor(shape=(), dtype=np.object_),
                     "label": tfds.features.ClassLabel(names=labels),
                     "path": tfds.features.Text(),
+                    "captions": tfds.features.Sequence(tfds.features.Text()),
                 }
             ),
             metadata=tfds.core.MetadataDict(),
@@ -122,13 +141,18 @@ class JaxdiffImageFolder(tfds.core.GeneratorBasedBuilder):
         readable = [side for side in sides if side is not None]
         self.info.metadata["min_side"] = min(readable) if readable else None
         self.info.metadata["labeled"] = bool(self._listing.class_names)
-        return {"train": self._generate_examples()}
+        listing = self._listing
+        captions = read_captions(listing.root, listing.paths, listing.caption_files)
+        self.info.metadata["captioned"] = sum(bool(texts) for texts in captions)
+        return {"train": self._generate_examples(captions)}
 
-    def _generate_examples(self):
-        for index, (path, label) in enumerate(zip(self._listing.paths, self._listing.labels)):
-            with open(os.path.join(self._listing.root, path), "rb") as file:
+    def _generate_examples(self, captions):
+        listing = self._listing
+        for index, (path, label) in enumerate(zip(listing.paths, listing.labels)):
+            with open(os.path.join(listing.root, path), "rb") as file:
                 encoded = file.read()
-            yield index, {"image": encoded, "label": label, "path": path}
+            yield index, {"image": encoded, "label": label, "path": path,
+                          "captions": list(captions[index])}
 
 
 def _builder_config_name(listing):
@@ -137,7 +161,8 @@ def _builder_config_name(listing):
 
 
 def prepare_image_folder(root, data_dir=None):
-    """Converts the folder to ArrayRecord once (a no-op when already converted); returns the builder.
+    """Converts the folder to ArrayRecord once (a no-op when already converted); returns the
+    builder.
 
     With several processes sharing `data_dir`, call this on process 0 and wait at a barrier before
     the other processes open the folder.
@@ -155,7 +180,8 @@ def prepare_image_folder(root, data_dir=None):
 
 
 class FolderRecords:
-    """Records of a converted folder: {"image": bytes, "label": int, "name": relative path}."""
+    """Records of a converted folder: {"image": bytes, "label": int, "name": relative path[,
+    "caption": tuple of bytes]} (no "caption" for an image without one)."""
 
     def __init__(self, data_source, labeled):
         self._source = data_source
@@ -167,11 +193,14 @@ class FolderRecords:
     def __getitem__(self, index):
         record = self._source[index % len(self._source)]
         path = record["path"]
-        return {
+        converted = {
             "image": record["image"],
             "label": int(record["label"]) if self._labeled else 0,
             "name": path.decode() if isinstance(path, bytes) else str(path),
         }
+        if len(record["captions"]):
+            converted["caption"] = tuple(record["captions"])
+        return converted
 
 
 def open_image_folder(root, data_dir=None):
@@ -184,6 +213,7 @@ def open_image_folder(root, data_dir=None):
         num_examples=len(records),
         class_names=tuple(builder.info.features["label"].names) if metadata["labeled"] else (),
         min_side=metadata["min_side"],
+        has_captions=metadata["captioned"] > 0,
         default_crop="center",
         default_flip=True,
         default_allow_upscale=False,

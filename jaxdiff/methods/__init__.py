@@ -56,12 +56,14 @@ def default_settings(name: str) -> dict:
 
 
 def build(config) -> Method:
-    """The Method named by config.method.name, built from config.method, config.model and
-    config.data.resolution; every bad value raises ValueError in one sentence."""
+    """The Method named by config.method.name, built from config.method, config.model,
+    config.text (when the config has one) and config.data.resolution; every bad value raises
+    ValueError in one sentence."""
     name = config.method.name
     settings = settings_type(name).from_section(config.method)
     resolution = config.data.resolution
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"data.resolution must be a positive integer, got {resolution!r}.")
     model = plain(config.get("model")) or {}
-    return _REGISTRY[name].builder(BuildInputs(settings, dict(model), resolution))
+    text = plain(config.get("text")) or {}
+    return _REGISTRY[name].builder(BuildInputs(settings, dict(model), resolution, dict(text)))

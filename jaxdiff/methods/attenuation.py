@@ -29,15 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.checks import boolean, number_in, one_of
-from jaxdiff.core.labels import training_labels
+from jaxdiff.core.attenuation_samplers import attenuation_ode_sample, attenuation_sample
 from jaxdiff.core.losses import attenuation_loss
 from jaxdiff.core.processes import attenuation_corrupt, attenuation_logsnr
-from jaxdiff.core.attenuation_samplers import attenuation_ode_sample, attenuation_sample
 from jaxdiff.core.time_grids import time_grid
 from jaxdiff.methods import register
 from jaxdiff.methods.base import BuildInputs, Method
-from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
-                                     training_apply)
+from jaxdiff.methods.network import (conditioning_of, create_network, init_fn_for, loss_keys,
+                                     network_of, training_apply)
 from jaxdiff.methods.sampler import (gaussian_noise_start, guidance_band, make_sample_fn,
                                      x0_transform)
 from jaxdiff.methods.settings import GuidanceSettings, TimeGridSettings, setting
@@ -76,17 +75,18 @@ def build(inputs: BuildInputs) -> Method:
     times = sampling_grid(settings)
 
     model = create_network(inputs, "dual_unet")
-    channels = model.out_channels
-    classes = num_classes(model)
+    channels = network_of(model).out_channels
+    conditioning = conditioning_of(inputs, model)
 
     def loss_fn(apply_fn, params, batch, rng):
         x0 = batch["image"]
         keys = loss_keys(rng)
-        labels = training_labels(keys.labels, batch, classes, settings.label_dropout)
+        given = conditioning.training(keys.labels, batch, settings.label_dropout,
+                                      settings.caption_dropout)
         t = t_min + (1.0 - t_min) * jax.random.uniform(keys.time, (x0.shape[0],))
         noise = jax.random.normal(keys.noise, x0.shape, x0.dtype)
         x_t = attenuation_corrupt(x0, noise, t)
-        c_hat, eps_hat = training_apply(apply_fn, params, x_t, t, labels, keys.dropout)
+        c_hat, eps_hat = training_apply(apply_fn, params, x_t, t, given, keys.dropout)
         loss = jnp.mean(attenuation_loss(c_hat, eps_hat, x0, noise, t, settings.weighted_loss,
                                          clamp=t_min))
         return loss, {"mse_x0": jnp.mean(jnp.square(-c_hat - x0)),
@@ -98,12 +98,13 @@ def build(inputs: BuildInputs) -> Method:
         return attenuation_ode_sample(denoise, x_1, times, transform)
 
     sample_fn = make_sample_fn(
-        num_classes=classes, guidance_scale=settings.guidance_scale,
+        conditioning=conditioning, guidance_scale=settings.guidance_scale,
         guidance_band=guidance_band(settings, attenuation_logsnr),
         start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
         run_fn=run_fn)
-    return Method("attenuation", model, init_fn_for(model, resolution, channels), loss_fn,
-                  sample_fn, num_classes=classes)
+    return Method("attenuation", model, init_fn_for(model, resolution, channels, conditioning),
+                  loss_fn, sample_fn, num_classes=conditioning.num_classes,
+                  text=conditioning.text)
 
 
 register("attenuation", AttenuationSettings, build)

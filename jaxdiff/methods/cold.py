@@ -38,11 +38,10 @@ from jaxdiff.checks import number_in, one_of
 from jaxdiff.core import cold_samplers
 from jaxdiff.core.degradations import (DEGRADATIONS, GaussianBlur, Pixelate, draw_training_steps,
                                        make_degradation, step_time)
-from jaxdiff.core.labels import training_labels
 from jaxdiff.core.losses import RESTORATION_NORMS, restoration_loss
 from jaxdiff.methods import register
 from jaxdiff.methods.base import BuildInputs, Method, model_batch
-from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
+from jaxdiff.methods.network import (conditioning_of, create_network, init_fn_for, loss_keys,
                                      training_apply)
 from jaxdiff.methods.sampler import make_sample_fn
 from jaxdiff.methods.settings import Settings, setting
@@ -98,17 +97,20 @@ def build(inputs: BuildInputs) -> Method:
     degradation = settings.operator
     num_steps = degradation.num_steps
     image_keys = ("image", "mix_image") if settings.degradation == "mix" else ("image",)
+    if inputs.text.get("encoder", "none") != "none":
+        raise ValueError("Cold diffusion restores degraded images and is not text-conditioned "
+                         "here: set config.text.encoder='none'.")
     model = create_network(inputs, "unet")
-    classes = num_classes(model)
+    conditioning = conditioning_of(inputs, model)
 
     def loss_fn(apply_fn, params, batch, rng):
         x0 = batch["image"]
         keys = loss_keys(rng)
-        labels = training_labels(keys.labels, batch, classes, 0.0)
+        given = conditioning.training(keys.labels, batch, 0.0, 0.0)
         steps = draw_training_steps(keys.time, x0.shape[0], num_steps)
         aux = degradation.sample_aux(keys.noise, x0, batch.get("mix_image"))
         x0_hat = training_apply(apply_fn, params, degradation(x0, steps, aux),
-                                step_time(steps, num_steps), labels, keys.dropout)
+                                step_time(steps, num_steps), given, keys.dropout)
         loss = jnp.mean(restoration_loss(x0_hat, x0, settings.loss_norm))
         return loss, {"restoration_" + settings.loss_norm: loss}
 
@@ -121,7 +123,7 @@ def build(inputs: BuildInputs) -> Method:
         reference = checked_reference(images, image_keys, model.out_channels, resolution)
         start_fn = sampling_start(settings, degradation, reference, resolution, rng)
         sample_fn = make_sample_fn(
-            num_classes=classes, start_fn=start_fn,
+            conditioning=conditioning, start_fn=start_fn,
             run_fn=lambda restore, rng, start: cold_samplers.cold_sample(
                 restore, degradation, start[0], num_steps, start[1], settings.algorithm, rng,
                 settings.step_noise))
@@ -129,8 +131,8 @@ def build(inputs: BuildInputs) -> Method:
                                    attach_reference=None)
 
     method = Method("cold", model, init_fn_for(model, resolution, model.out_channels), loss_fn,
-                    sample_before_reference, num_classes=classes, image_keys=image_keys,
-                    reference_images=settings.num_reference_images,
+                    sample_before_reference, num_classes=conditioning.num_classes,
+                    image_keys=image_keys, reference_images=settings.num_reference_images,
                     attach_reference=attach_reference)
     return method
 

@@ -27,7 +27,7 @@ from jaxdiff.core.samplers import DDPM_VARIANCES
 from jaxdiff.methods import register
 from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.gaussian import base_schedule, gaussian_training_forward, shift_for
-from jaxdiff.methods.network import create_network, init_fn_for, num_classes
+from jaxdiff.methods.network import conditioning_of, create_network, init_fn_for, network_of
 from jaxdiff.methods.sampler import (gaussian_noise_start, gaussian_run_fn, guidance_band,
                                      make_sample_fn)
 from jaxdiff.methods.settings import GaussianSettings, replace_default, setting
@@ -65,8 +65,8 @@ def build(inputs: BuildInputs) -> Method:
 
     learned = variance == "learned_range"
     model = create_network(inputs, "unet", learn_sigma=learned)
-    channels = model.out_channels
-    classes = num_classes(model)
+    channels = network_of(model).out_channels
+    conditioning = conditioning_of(inputs, model)
 
     def split_variance(output):
         """(prediction, variance output v) from the 2C channels of a learned-variance UNet."""
@@ -75,7 +75,7 @@ def build(inputs: BuildInputs) -> Method:
     def loss_fn(apply_fn, params, batch, rng):
         x0 = batch["image"]
         t, logsnr, noise, x_t, output = gaussian_training_forward(
-            apply_fn, params, batch, rng, schedule, classes, settings.label_dropout)
+            apply_fn, params, batch, rng, schedule, conditioning, settings)
         if not learned:
             loss = jnp.mean(denoising_loss(parameterization, output, x0, noise, logsnr))
             return loss, {"mse": loss}
@@ -95,14 +95,15 @@ def build(inputs: BuildInputs) -> Method:
         postprocess = None
 
     sample_fn = make_sample_fn(
-        num_classes=classes, guidance_scale=settings.guidance_scale,
+        conditioning=conditioning, guidance_scale=settings.guidance_scale,
         guidance_band=guidance_band(settings, schedule.logsnr_fn),
         start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
         run_fn=gaussian_run_fn(settings, schedule.logsnr_fn,
                                settings.sampling_times(schedule, settings.sample_steps), variance),
         postprocess=postprocess, variance_output=ancestral_learned)
-    return Method("ddpm", model, init_fn_for(model, resolution, channels), loss_fn, sample_fn,
-                  num_classes=classes)
+    return Method("ddpm", model, init_fn_for(model, resolution, channels, conditioning),
+                  loss_fn, sample_fn, num_classes=conditioning.num_classes,
+                  text=conditioning.text)
 
 
 register("ddpm", DDPMSettings, build)

@@ -6,9 +6,9 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jaxdiff.core.labels import training_labels
 from jaxdiff.core.processes import gaussian_corrupt
 from jaxdiff.core.schedule_registry import Schedule, make_schedule
+from jaxdiff.methods.conditioning import Conditioning
 from jaxdiff.methods.network import loss_keys, training_apply
 from jaxdiff.methods.settings import GaussianSettings
 
@@ -39,15 +39,17 @@ class GaussianForward(NamedTuple):
 
 
 def gaussian_training_forward(apply_fn, params, batch, rng, schedule: Schedule,
-                              num_classes: int, label_dropout: float) -> GaussianForward:
+                              conditioning: Conditioning,
+                              settings: GaussianSettings) -> GaussianForward:
     """Draw t (by the schedule) and eps, corrupt batch["image"], and run the network in training
-    mode on x_t with the (dropped) labels."""
+    mode on x_t with the (dropped) labels and captions."""
     keys = loss_keys(rng)
     x0 = batch["image"]
-    labels = training_labels(keys.labels, batch, num_classes, label_dropout)
+    given = conditioning.training(keys.labels, batch, settings.label_dropout,
+                                  settings.caption_dropout)
     t = schedule.training_times(keys.time, x0.shape[0])
     logsnr = schedule.logsnr_fn(t)
     noise = jax.random.normal(keys.noise, x0.shape, x0.dtype)
     x_t = gaussian_corrupt(x0, noise, logsnr)
-    output = training_apply(apply_fn, params, x_t, t, labels, keys.dropout)
+    output = training_apply(apply_fn, params, x_t, t, given, keys.dropout)
     return GaussianForward(t, logsnr, noise, x_t, output)

@@ -39,14 +39,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.checks import fail, number_in
-from jaxdiff.core.labels import training_labels
 from jaxdiff.core.losses import denoising_loss, nested_denoising_loss
 from jaxdiff.core.processes import corrupt_pyramid, image_pyramid, pyramid_logsnrs, pyramid_noise
 from jaxdiff.methods import register
 from jaxdiff.methods.base import BuildInputs, Method
+from jaxdiff.methods.conditioning import Conditioning
 from jaxdiff.methods.gaussian import base_schedule, shift_for
-from jaxdiff.methods.network import (create_network, init_fn_for, loss_keys, num_classes,
-                                     training_apply)
+from jaxdiff.methods.network import (conditioning_of, create_network, init_fn_for, loss_keys,
+                                     network_of, training_apply)
 from jaxdiff.methods.sampler import (gaussian_noise_start, gaussian_run_fn, guidance_band,
                                      make_sample_fn)
 from jaxdiff.methods.settings import GaussianSettings, replace_default, setting
@@ -146,36 +146,41 @@ def build(inputs: BuildInputs) -> Method:
     """The Matryoshka diffusion method of the inputs (module docstring)."""
     settings, resolution = inputs.settings, inputs.resolution
     model = create_network(inputs, "nested_unet")
-    active = active_levels(settings, model)
-    all_sides = level_sides(resolution, model, active)
-    sides = all_sides[model.depth - active:]
+    conditioning = conditioning_of(inputs, model)
+    network = network_of(model)
+    active = active_levels(settings, network)
+    all_sides = level_sides(resolution, network, active)
+    sides = all_sides[network.depth - active:]
     base = base_schedule(settings)
     level_schedules = [shift_for(base, settings, side, sides[-1]) for side in sides]
     logsnr_fns = [schedule.logsnr_fn for schedule in level_schedules]
     output_schedule = level_schedules[0]  # the highest resolution's: the grid and guidance's
-    loss_fn = nested_loss_fn(settings, base, logsnr_fns, sides, num_classes(model))
+    loss_fn = nested_loss_fn(settings, base, logsnr_fns, sides, conditioning)
 
     def active_apply(apply_fn):
         """The network of the active levels: apply_fn itself when every level is active, else
         the NestedUNet's innermost levels (a whole-model apply_fn cannot take a partial
         pyramid), which take the whole model's variables."""
-        return apply_fn if active == model.depth else model.innermost_apply(active)
+        return apply_fn if active == network.depth else model.innermost_apply(active)
 
-    channels = model.out_channels
+    channels = network.out_channels
     sample_pyramid = make_sample_fn(
-        num_classes=num_classes(model), guidance_scale=settings.guidance_scale,
+        conditioning=conditioning, guidance_scale=settings.guidance_scale,
         guidance_band=guidance_band(settings, output_schedule.logsnr_fn),
         start_fn=gaussian_noise_start(lambda n: [(n, side, side, channels) for side in sides]),
         run_fn=gaussian_run_fn(settings, logsnr_fns,
                                settings.sampling_times(output_schedule, settings.sample_steps)))
     return Method(
-        "mdm", model, init_fn_for(model, list(all_sides), channels),
+        "mdm", model, init_fn_for(model, list(all_sides), channels, conditioning),
         loss_fn=lambda apply_fn, *args: loss_fn(active_apply(apply_fn), *args),
-        sample_fn=lambda apply_fn, *args: sample_pyramid(active_apply(apply_fn), *args),
-        num_classes=num_classes(model), min_batch_size=smallest_batch(settings.mixed_ratio))
+        sample_fn=lambda apply_fn, *args, **kwargs: sample_pyramid(active_apply(apply_fn), *args,
+                                                               **kwargs),
+        num_classes=conditioning.num_classes, text=conditioning.text,
+        min_batch_size=smallest_batch(settings.mixed_ratio))
 
 
-def nested_loss_fn(settings: MDMSettings, base, logsnr_fns, sides, classes: int):
+def nested_loss_fn(settings: MDMSettings, base, logsnr_fns, sides,
+                   conditioning: Conditioning):
     """loss_fn(apply_fn of the active levels, params, batch, rng): the nested loss on mixed
     batches (module docstring)."""
     parameterization = settings.parameterization
@@ -186,14 +191,15 @@ def nested_loss_fn(settings: MDMSettings, base, logsnr_fns, sides, classes: int)
         x0 = batch["image"]
         batch_size = x0.shape[0]
         keys = loss_keys(rng)
-        labels = training_labels(keys.labels, batch, classes, settings.label_dropout)
+        given = conditioning.training(keys.labels, batch, settings.label_dropout,
+                                      settings.caption_dropout)
         pyramid = image_pyramid(x0, factors)
         noises = pyramid_noise(keys.noise, pyramid)
         t = base.training_times(keys.time, batch_size)
         logsnrs = pyramid_logsnrs(logsnr_fns, t)
         sizes = mixed_batch_sizes(settings.mixed_ratio, len(sides), batch_size)
         x_t = mixed_resolution_pyramid(corrupt_pyramid(pyramid, noises, logsnrs), sizes)
-        outputs = training_apply(apply_fn, params, x_t, t, labels, keys.dropout)
+        outputs = training_apply(apply_fn, params, x_t, t, given, keys.dropout)
         # Each level's output covers its first `size` rows; pad to B and weight the rows so
         # that the batch mean is the mean over the level's own rows.
         padded = [jnp.pad(out, ((0, batch_size - out.shape[0]),) + ((0, 0),) * 3)

@@ -1,7 +1,9 @@
 """The one sampler skeleton every method uses, and the x0 transforms of its settings.
 
-    sample_fn(apply_fn, params, rng, num_samples, labels=None):
-        labels   <- the given ones, or classes drawn uniformly (class-conditional networks)
+    sample_fn(apply_fn, params, rng, num_samples, labels=None, text=None, negative_text=None):
+        conditioning, unconditional
+                 <- the given labels (or classes drawn uniformly) and text (or the empty
+                    caption); the null class and the negative text (methods/conditioning.py)
         denoise  <- the network as a denoiser, guided (methods/network.py)
         start    <- start_fn(key, num_samples)             (noise, a pyramid, a degraded image)
         samples  <- run_fn(denoise, key, start)             (a core sampler: one lax.scan)
@@ -14,8 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff.core import guidance, samplers
-from jaxdiff.core.labels import sampling_labels
 from jaxdiff.core.processes import pyramid_noise
+from jaxdiff.methods.conditioning import Conditioning
 from jaxdiff.methods.network import network_denoiser
 
 
@@ -38,17 +40,19 @@ def guidance_band(settings, logsnr_fn: Callable) -> Optional[Callable]:
     return lambda t: (logsnr_fn(t) >= low) & (logsnr_fn(t) <= high)
 
 
-def make_sample_fn(*, num_classes: int, start_fn: Callable, run_fn: Callable,
+def make_sample_fn(*, conditioning: Conditioning, start_fn: Callable, run_fn: Callable,
                    guidance_scale: float = 1.0, postprocess: Callable[[Any], Any] = None,
                    variance_output: bool = False, guidance_band: Optional[Callable] = None):
     """The method's sample_fn (module docstring): start_fn(rng, num_samples) -> start state,
     run_fn(denoise, rng, start) -> samples; postprocess, variance_output and guidance_band as
     in network.network_denoiser."""
 
-    def sample_fn(apply_fn, params, rng, num_samples, labels=None):
+    def sample_fn(apply_fn, params, rng, num_samples, labels=None, text=None,
+                  negative_text=None):
         label_key, start_key, sample_key = jax.random.split(rng, 3)
-        labels = sampling_labels(label_key, labels, num_samples, num_classes)
-        denoise = network_denoiser(apply_fn, params, labels, num_classes, guidance_scale,
+        given, unconditional = conditioning.sampling(label_key, num_samples, labels, text,
+                                                     negative_text)
+        denoise = network_denoiser(apply_fn, params, given, unconditional, guidance_scale,
                                    postprocess or (lambda output: output), variance_output,
                                    guidance_band)
         return to_image_range(run_fn(denoise, sample_key, start_fn(start_key, num_samples)))

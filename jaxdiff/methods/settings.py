@@ -97,6 +97,9 @@ class GuidanceSettings(Settings):
     label_dropout: float = setting(
         0.1, "probability of the null class in training (class-conditional networks)",
         number_in(0.0, 1.0))
+    caption_dropout: float = setting(
+        0.1, "probability of the empty caption in training (text-conditioned networks)",
+        number_in(0.0, 1.0))
     guidance_scale: float = setting(
         1.0, "classifier-free guidance w (1 = plain conditional sampling)", number_in(0.0))
     x0_transform: str = setting(

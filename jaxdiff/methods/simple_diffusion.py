@@ -29,7 +29,7 @@ from jaxdiff.core.schedules import alpha_sigma_from_logsnr
 from jaxdiff.methods import register
 from jaxdiff.methods.base import BuildInputs, Method
 from jaxdiff.methods.gaussian import base_schedule, gaussian_training_forward, shift_for
-from jaxdiff.methods.network import create_network, init_fn_for, num_classes
+from jaxdiff.methods.network import conditioning_of, create_network, init_fn_for, network_of
 from jaxdiff.methods.sampler import (gaussian_noise_start, gaussian_run_fn, guidance_band,
                                      make_sample_fn)
 from jaxdiff.methods.settings import GaussianSettings, replace_default, setting
@@ -61,13 +61,13 @@ def build(inputs: BuildInputs) -> Method:
         multiscale_resolutions(resolution, min_resolution)  # raises unless d = min_res * 2^k
 
     model = create_network(inputs, "uvit")
-    channels = model.out_channels
-    classes = num_classes(model)
+    channels = network_of(model).out_channels
+    conditioning = conditioning_of(inputs, model)
 
     def loss_fn(apply_fn, params, batch, rng):
         x0 = batch["image"]
         _, logsnr, noise, _, output = gaussian_training_forward(
-            apply_fn, params, batch, rng, schedule, classes, settings.label_dropout)
+            apply_fn, params, batch, rng, schedule, conditioning, settings)
         weight = loss_weight(settings.loss_weighting, logsnr, parameterization,
                              settings.min_snr_gamma, settings.sigmoid_bias)
         if multiscale:
@@ -80,13 +80,14 @@ def build(inputs: BuildInputs) -> Method:
         return jnp.mean(per_sample), {"mse": mse}
 
     sample_fn = make_sample_fn(
-        num_classes=classes, guidance_scale=settings.guidance_scale,
+        conditioning=conditioning, guidance_scale=settings.guidance_scale,
         guidance_band=guidance_band(settings, schedule.logsnr_fn),
         start_fn=gaussian_noise_start(lambda n: (n, resolution, resolution, channels)),
         run_fn=gaussian_run_fn(settings, schedule.logsnr_fn,
                                settings.sampling_times(schedule, settings.sample_steps)))
-    return Method("simple_diffusion", model, init_fn_for(model, resolution, channels), loss_fn,
-                  sample_fn, num_classes=classes)
+    return Method("simple_diffusion", model,
+                  init_fn_for(model, resolution, channels, conditioning), loss_fn, sample_fn,
+                  num_classes=conditioning.num_classes, text=conditioning.text)
 
 
 register("simple_diffusion", SimpleDiffusionSettings, build)

@@ -21,6 +21,11 @@ Results: {"fid" (inception) or "fd_builtin", "inception_score" and "inception_sc
 the weights have logits, "precision", "recall", "digit_accuracy" (class-conditional built-in
 digits), "sampler_images_per_s", "num_samples", "eval_seconds" (the whole evaluation; the first
 one also counts loading the network and the reference statistics)}.
+
+A text-to-image model is sampled from eval.batch_size captions of config.data (the first
+usable caption of training images drawn with eval.seed; data.captions.reference_captions), the
+same captions in every sampler call, so that the samples follow the data's captions and their
+distance to the data's statistics means what FID on COCO captions does.
 """
 
 import json
@@ -34,6 +39,8 @@ from etils import epath
 from PIL import Image
 
 from jaxdiff import checks
+from jaxdiff.data.captions import reference_captions
+from jaxdiff.data.sources import open_dataset
 from jaxdiff.metrics import frechet, reference
 from jaxdiff.metrics.features import Extractor, inception_network
 from jaxdiff.metrics.inception import PREPROCESSING
@@ -120,12 +127,21 @@ class Scorer:
 class Evaluator:
     """Samples eval.num_samples images from EMA parameters (the same seed every time) and
     scores them, with the sampler's images/s. `sampler`: an already compiled
-    sampling.make_sampler(method, mesh, eval.batch_size) to reuse (the sample grids')."""
+    sampling.make_sampler(method, mesh, eval.batch_size) to reuse (the sample grids'; not for
+    a text-to-image model, which the evaluator samples from the data's captions)."""
 
     def __init__(self, config, method, mesh, sampler=None):
         start = time.perf_counter()
         self.config, self.scorer = config.eval, Scorer(config, mesh)
-        self.sampler = sampler or sampling.make_sampler(method, mesh, config.eval.batch_size)
+        batch_size = config.eval.batch_size
+        prompts = None
+        if method.text is not None:
+            records, _ = open_dataset(config.data.name, config.data.data_dir,
+                                      config.data.split)
+            prompts = reference_captions(records, batch_size, config.eval.seed)
+        self.sampler = sampler or sampling.make_sampler(
+            method, mesh, batch_size, sampling.sampler_inputs(config, method, batch_size,
+                                                              prompts))
         self.labels = sampling.sample_labels(method, config.eval.batch_size)
         self.setup_seconds = time.perf_counter() - start  # counted in the first evaluation
 

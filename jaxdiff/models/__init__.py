@@ -6,7 +6,9 @@
     uvit.UViT                   simple diffusion's U-ViT
 
 Every module has PRESETS (constructor arguments by name, from "tiny" to the papers' sizes) and
-`create(**kwargs)`.
+`create(**kwargs)`. Every network is called as `apply(variables, x, t, labels=..., context=...,
+train=...)`, the context a conditioning.TextContext (embeddings (B, L, D), token mask (B, L)) or
+a (B, L, D) array whose tokens are all real.
 """
 
 import importlib

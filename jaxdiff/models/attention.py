@@ -1,11 +1,15 @@
 """Attention and the transformer feed-forward block of the jaxdiff networks (Flax linen).
 
 * attention weights softmax_j(q_i . k_j / sqrt(d)) per head (Vaswani et al. 2017), with the logits
-  accumulated and the softmax computed in float32 whatever the activation dtype;
+  accumulated and the softmax computed in float32 whatever the activation dtype, and an optional
+  key mask m (B, Lk): w_ij = m_j exp(s_ij) / sum_l m_l exp(s_il), i.e. masked keys are left out of
+  the softmax (their logits set to the most negative float32), and a query whose keys are all
+  masked gets all-zero weights, so its heads output 0 whatever the masked keys hold;
 * multi-head dot-product attention from x to source tokens (self- or cross-attention), with ADM's
   num_head_channels option (Dhariwal & Nichol 2021);
-* the spatial self-attention block with optional cross-attention to a context (DDPM / ADM /
-  Imagen style), h = x + SelfAttention(GN(x)) [+ CrossAttention(GN(h), LN(context))];
+* the spatial self-attention block with optional cross-attention to a text context (DDPM / ADM /
+  Imagen style), h = x + SelfAttention(GN(x)) [+ CrossAttention(GN(h), LN(e), mask m)], the
+  context a conditioning.TextContext (e, m) or a (B, L, D) array with every token real;
 * the feed-forward sub-block out = x + Dense(Dropout(GELU(Dense(LN(x))))).
 Output projections are zero-initialised, so each block starts as the identity. FeedForward takes
 `train` as its last positional argument, so `remat` can mark it static. Parameters are created
@@ -19,26 +23,35 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdiff.models.conditioning import as_text_context
 from jaxdiff.models.layers import Dense, Dtype, GroupNorm, LayerNorm
 
 
-def attention_weights(q, k):
+def attention_weights(q, k, mask=None):
     """softmax_j(q_i . k_j / sqrt(d)) per head, in float32 whatever the input dtype.
 
     q: (B, Lq, heads, d), k: (B, Lk, heads, d) -> (B, heads, Lq, Lk) float32. The logits are
     accumulated in float32 (preferred_element_type), so bfloat16 activations do not lose the
-    softmax's precision (the "float32 softmax" of mixed-precision training).
+    softmax's precision (the "float32 softmax" of mixed-precision training). With a key mask
+    (B, Lk) (True = attend), masked logits are set to the most negative float32, so their
+    weights are exactly 0; a row with every key masked gets weights 0 (not uniform).
     """
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-    return jax.nn.softmax(logits / math.sqrt(q.shape[-1]), axis=-1)
+    logits = logits / math.sqrt(q.shape[-1])
+    if mask is None:
+        return jax.nn.softmax(logits, axis=-1)
+    keep = jnp.asarray(mask, bool)[:, None, None, :]
+    weights = jax.nn.softmax(jnp.where(keep, logits, jnp.finfo(jnp.float32).min), axis=-1)
+    return jnp.where(keep, weights, 0.0)
 
 
 class MultiHeadAttention(nn.Module):
     """Multi-head dot-product attention (Vaswani et al. 2017) from `x` to `source` tokens.
 
-    x: (B, Lq, C), source: (B, Lk, D) (source = x for self-attention). q, k, v are Dense
-    projections to C channels split in heads of C / heads channels (or `head_channels` channels
-    when set, ADM's num_head_channels); the output projection back to C is zero-initialised when
+    x: (B, Lq, C), source: (B, Lk, D) (source = x for self-attention), mask: optional (B, Lk)
+    key mask, True = attend (see attention_weights). q, k, v are Dense projections to C channels
+    split in heads of C / heads channels (or `head_channels` channels when set, ADM's
+    num_head_channels); the output projection back to C is zero-initialised when
     `zero_init_out`. The float32 attention weights are sown in "intermediates" as
     "attention_weights".
     """
@@ -50,15 +63,18 @@ class MultiHeadAttention(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, source):
+    def __call__(self, x, source, mask=None):
         channels = x.shape[-1]
         heads = num_attention_heads(channels, self.num_heads, self.head_channels)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        split = lambda y: y.reshape(y.shape[:2] + (heads, channels // heads))
+
+        def split(y):
+            return y.reshape(y.shape[:2] + (heads, channels // heads))
+
         q = split(Dense(channels, name="query", **kw)(x))
         k = split(Dense(channels, name="key", **kw)(source))
         v = split(Dense(channels, name="value", **kw)(source))
-        weights = attention_weights(q, k)
+        weights = attention_weights(q, k, mask)
         self.sow("intermediates", "attention_weights", weights)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v)
         out = out.reshape(x.shape[:2] + (channels,))
@@ -83,9 +99,11 @@ def num_attention_heads(channels: int, num_heads: int, head_channels: Optional[i
 class AttentionBlock(nn.Module):
     """Spatial self-attention block with optional cross-attention (DDPM / ADM / Imagen style):
         h = x + SelfAttention(GN(x))                       over all H*W positions
-        h = h + CrossAttention(GN(h), LN(context))         when a context (B, L, D) is given
-    The output projections are zero-initialised, so the block starts as the identity. Works on
-    images (B, H, W, C) and token sequences (B, L, C).
+        h = h + CrossAttention(GN(h), LN(e), mask m)       when a context is given
+    The context is a conditioning.TextContext (e (B, L, D), m (B, L)) or a (B, L, D) array e
+    with every token real; only real tokens are attended. The output projections are
+    zero-initialised, so the block starts as the identity. Works on images (B, H, W, C) and
+    token sequences (B, L, C).
     """
 
     num_heads: int = 1
@@ -102,9 +120,11 @@ class AttentionBlock(nn.Module):
         normed = GroupNorm(self.num_groups, name="norm", **kw)(tokens)
         tokens = tokens + MultiHeadAttention(**attn, name="self_attention")(normed, normed)
         if context is not None:
+            embeddings, mask = as_text_context(context)
             normed = GroupNorm(self.num_groups, name="cross_norm", **kw)(tokens)
-            source = LayerNorm(name="context_norm", **kw)(context)
-            tokens = tokens + MultiHeadAttention(**attn, name="cross_attention")(normed, source)
+            source = LayerNorm(name="context_norm", **kw)(embeddings)
+            tokens = tokens + MultiHeadAttention(**attn, name="cross_attention")(
+                normed, source, mask)
         return tokens.reshape(x.shape)
 
 

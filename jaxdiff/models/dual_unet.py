@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from jaxdiff.core.arrays import expand_to
 from jaxdiff.models.attention import attention_weights
+from jaxdiff.models.conditioning import as_text_context
 from jaxdiff.models.layers import Conv, Dtype, create_module
 from jaxdiff.models.unet import UNetBase, UNetDecoder, UNetEncoder
 
@@ -94,8 +95,10 @@ class AttenuationUNet(UNetBase):
     """Dual-decoder UNet: `apply(variables, x, t, labels=None, context=None, train=False)`
     returns the float32 pair (c, eps) for x_t = (1 - t) x0 + sqrt(t) eps, each shaped like x.
 
-    t in [0, 1]; the time conditioning is log(max(t, min_time)) (log 0 is not finite).
-    With precondition=False the raw network outputs (F_c, F_eps) are returned instead.
+    t in [0, 1]; the time conditioning is log(max(t, min_time)) (log 0 is not finite). The
+    context, with use_context, is a conditioning.TextContext (embeddings (B, L, D), mask (B, L))
+    or a (B, L, D) array, pooled and cross-attended on its real tokens by the encoder and both
+    decoders. With precondition=False the raw network outputs (F_c, F_eps) are returned instead.
     """
 
     sigma_data: float = 1.0
@@ -109,6 +112,7 @@ class AttenuationUNet(UNetBase):
         if self.sigma_data <= 0 or self.min_time <= 0:
             raise ValueError("sigma_data and min_time must be positive.")
         x = x.astype(jnp.float32)
+        context = as_text_context(context)
         c_in, c_skip_c, c_out_c, c_skip_eps, c_out_eps = attenuation_preconditioning(
             t, self.sigma_data)
         noise_level = jnp.log(jnp.maximum(t, self.min_time))

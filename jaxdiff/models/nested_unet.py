@@ -27,9 +27,11 @@ outer levels skip it, as in the reference (skip_mid_blocks).
 
 Conditioning: every level has its own time MLP (sinusoidal(1000 t), embedding_features // 4
 sinusoids, to embedding_features). Class labels (null class = num_classes) and the text context
-(B, L, D) enter through the core only (the reference's skip_cond_emb on outer levels): the
-context is projected token-wise to `context_features` channels (0 keeps it as given), mean-pooled
-into the time embedding and cross-attended by the core's attention blocks.
+enter through the core only (the reference's skip_cond_emb on outer levels). The context is a
+conditioning.TextContext, embeddings e (B, L, D) and mask m (B, L) (True = a real token), or a
+(B, L, D) array with every token real: e is projected token-wise to `context_features` channels
+(0 keeps it as given), mean-pooled over the real tokens, sum_l m_l e_l / max(sum_l m_l, 1), into
+the time embedding, and cross-attended by the core's attention blocks on the real tokens only.
 
 Mixed resolution (MDM sec. 3.3, `mixed_ratio` in the reference configs): level k may receive a
 smaller batch b_k than level k + 1 (b_0 <= b_1 <= ... <= b_{n-1} = B). Sample i of level k is
@@ -39,7 +41,8 @@ and context have the core's batch B; level k uses their first b_k rows, its adap
 level k + 1 is padded with zeros for the rows b_k .. b_{k+1}-1 (those samples are denoised by the
 inner levels alone), and the model returns each level with its own batch size. The loss of level
 k is the mean over its b_k rows; written on full-size arrays that is the mask
-m_i = [i < b_k] with the sum divided by b_k (`mixed_resolution_mask`).
+m_i = [i < b_k] with the sum divided by b_k (`mixed_resolution_mask`). The context (embeddings
+and token mask alike) is read by the core only, which has the full batch B.
 
 Parameter counts (`count_parameters`, text context (B, 128, 2048) of FLAN-T5-XL as in the
 reference configs): mdm_64 493,429,763, mdm_256 507,371,846, mdm_1024 510,415,177; apple/ml-mdm's
@@ -64,7 +67,8 @@ import jax.numpy as jnp
 
 from jaxdiff import models
 from jaxdiff.models.blocks import OutputHead
-from jaxdiff.models.conditioning import ConditioningEmbedding, TimeEmbedding
+from jaxdiff.models.conditioning import (ConditioningEmbedding, TextContext, TimeEmbedding,
+                                         as_text_context)
 from jaxdiff.models.layers import Conv, Dense, Dtype, create_module
 from jaxdiff.models.nested_levels import Blocks, LevelDecoder, LevelEncoder, MiddleBlock
 
@@ -74,8 +78,9 @@ class NestedUNet(nn.Module):
 
     x: list of NHWC batches, highest resolution first, level k's side 2^(len(channels[k]) - 1)
     times level k+1's; batch sizes non-decreasing inwards (mixed resolution, see the module
-    docstring). t: (B,) times in [0, 1] with B the core's batch; labels int (B,); context
-    (B, L, D). Per-level tuples (channels, num_res_blocks, attention_layers) are listed highest
+    docstring). t: (B,) times in [0, 1] with B the core's batch; labels int (B,); context a
+    conditioning.TextContext (embeddings (B, L, D), mask (B, L)) or a (B, L, D) array with every
+    token real. Per-level tuples (channels, num_res_blocks, attention_layers) are listed highest
     resolution first; each inner tuple has one entry per resolution of that level.
     Returns float32 predictions, one per level, shaped like the inputs.
     """
@@ -207,7 +212,7 @@ class NestedUNet(nn.Module):
                              f"first, got {type(x).__name__}.")
         images = list(x)
         self.check_input(images, t)
-        outputs, _ = self.nested(images, t, labels, context, None, train)
+        outputs, _ = self.nested(images, t, labels, as_text_context(context), None, train)
         return outputs
 
     def blocks(self) -> Blocks:
@@ -222,7 +227,8 @@ class NestedUNet(nn.Module):
 
     @nn.compact
     def nested(self, images, t, labels, context, features, train: bool):
-        """Run this level and the inner ones; returns (predictions, last feature map)."""
+        """Run this level and the inner ones; returns (predictions, last feature map). context
+        is a TextContext or None."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         blocks = self.blocks()
         channels = tuple(self.channels[0])
@@ -231,7 +237,8 @@ class NestedUNet(nn.Module):
         is_core = self.depth == 1
         if is_core:
             if self.use_context and context is not None and self.context_features:
-                context = Dense(self.context_features, name="context_proj", **kw)(context)
+                context = context._replace(embeddings=Dense(
+                    self.context_features, name="context_proj", **kw)(context.embeddings))
             emb = ConditioningEmbedding(
                 self.embedding_features, self.embedding_features // 4,
                 num_classes=self.num_classes, use_context=self.use_context, name="conditioning",
@@ -341,21 +348,29 @@ def create(**kwargs) -> NestedUNet:
 
 
 def abstract_inputs(model: NestedUNet, resolutions: Sequence[int], batch_size: int,
-                    context_shape: Optional[Sequence[int]] = None):
-    """ShapeDtypeStructs (x, t, call kwargs) for a pyramid of square images of these sides."""
+                    context_shape: Optional[Sequence[int]] = None, context_mask: bool = False):
+    """ShapeDtypeStructs (x, t, call kwargs) for a pyramid of square images of these sides.
+
+    With use_context the context has shape (batch_size,) + context_shape (L, D), as a plain
+    array, or with context_mask a TextContext with a bool (batch_size, L) mask."""
     x = [jax.ShapeDtypeStruct((batch_size, side, side, 3), jnp.float32) for side in resolutions]
     t = jax.ShapeDtypeStruct((batch_size,), jnp.float32)
     kwargs = {}
     if model.use_context:
-        kwargs["context"] = jax.ShapeDtypeStruct((batch_size,) + tuple(context_shape),
-                                                 jnp.float32)
+        shape = (batch_size,) + tuple(context_shape)
+        context = jax.ShapeDtypeStruct(shape, jnp.float32)
+        if context_mask:
+            context = TextContext(context, jax.ShapeDtypeStruct(shape[:2], jnp.bool_))
+        kwargs["context"] = context
     if model.num_classes:
         kwargs["labels"] = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
     return x, t, kwargs
 
 
 def count_parameters(model: NestedUNet, resolutions: Sequence[int],
-                     context_shape: Optional[Sequence[int]] = PAPER_CONTEXT_SHAPE) -> int:
-    """Number of parameters for a pyramid of these sides, from `jax.eval_shape` (no allocation)."""
-    x, t, kwargs = abstract_inputs(model, resolutions, 1, context_shape)
+                     context_shape: Optional[Sequence[int]] = PAPER_CONTEXT_SHAPE,
+                     context_mask: bool = False) -> int:
+    """Number of parameters for a pyramid of these sides, from `jax.eval_shape` (no allocation);
+    the same with and without a context mask (masks add no parameters)."""
+    x, t, kwargs = abstract_inputs(model, resolutions, 1, context_shape, context_mask)
     return models.count_parameters(model, x, t, **kwargs)

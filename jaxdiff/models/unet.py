@@ -1,7 +1,7 @@
 """The DDPM / improved-DDPM / ADM UNet (Flax linen, NHWC).
 
 Architecture (Ho et al. 2020, appendix B; Nichol & Dhariwal 2021; Dhariwal & Nichol 2021, "ADM"):
-    emb  = MLP(sinusoidal(1000 t)) [+ class embedding] [+ pooled context]     (width 4 C)
+    emb  = MLP(sinusoidal(1000 t)) [+ class embedding] [+ Dense(masked mean of context)]  (4 C)
     encoder: Conv3(x) -> C m_0; at each level l: num_res_blocks ResBlocks of C m_l channels, each
              followed by an AttentionBlock when the feature map's side is in
              attention_resolutions; between levels a 2x downsampling (strided conv, or a ResBlock
@@ -12,7 +12,10 @@ Architecture (Ho et al. 2020, appendix B; Nichol & Dhariwal 2021; Dhariwal & Nic
              upsampling (nearest + conv, or an upsampling ResBlock).
     head:    GN -> SiLU -> zero-initialised Conv3 to out_channels (x2 with learned variance:
              the eps prediction, then the variance interpolation v of Nichol & Dhariwal, eq. 15).
-Attention blocks cross-attend to the context when the network is built with use_context.
+Attention blocks cross-attend to the context when the network is built with use_context: a
+conditioning.TextContext (embeddings (B, L, D), mask (B, L), True = a real token) or a (B, L, D)
+array with every token real; padding tokens are left out of the pooled mean and the
+cross-attention softmax.
 
 Parameter counts of the presets (`count_parameters`, from `jax.eval_shape`, no allocation;
 every weight, bias, norm scale/offset and embedding row counted once; asserted in the tests):
@@ -38,7 +41,7 @@ import jax.numpy as jnp
 from jaxdiff import models
 from jaxdiff.models.attention import AttentionBlock
 from jaxdiff.models.blocks import ConvResample, OutputHead, ResBlock
-from jaxdiff.models.conditioning import ConditioningEmbedding
+from jaxdiff.models.conditioning import ConditioningEmbedding, as_text_context
 from jaxdiff.models.layers import Conv, Dtype, create_module, remat_if
 
 
@@ -203,8 +206,10 @@ class UNet(UNetBase):
     """The DDPM / ADM UNet: `apply(variables, x, t, labels=None, context=None, train=False)`.
 
     x: (B, H, W, in_channels) images, t: (B,) times in [0, 1] (embedded as 1000 t), labels: int
-    (B,) with num_classes meaning "no class", context: (B, L, D) text embeddings. Returns a float32
-    (B, H, W, out_channels) prediction, or (B, H, W, 2 out_channels) with learn_sigma.
+    (B,) with num_classes meaning "no class", context: text embeddings, a
+    conditioning.TextContext (embeddings (B, L, D), mask (B, L)) or a (B, L, D) array with every
+    token real. Returns a float32 (B, H, W, out_channels) prediction, or
+    (B, H, W, 2 out_channels) with learn_sigma.
     """
 
     learn_sigma: bool = False
@@ -213,6 +218,7 @@ class UNet(UNetBase):
     def __call__(self, x, t, labels=None, context=None, train: bool = False):
         arch = self.architecture()
         arch.check_input(x, t)
+        context = as_text_context(context)
         emb = self.conditioning(t, labels, context)
         h, skips = UNetEncoder(arch, name="encoder")(x.astype(self.dtype), emb, context, train)
         h = UNetDecoder(arch, name="decoder")(h, skips, emb, context, train)
@@ -253,7 +259,7 @@ def create(**kwargs) -> UNet:
 def count_parameters(model: nn.Module, image_shape: Sequence[int], **call_kwargs) -> int:
     """Number of parameters of `model` for (B, H, W, C) inputs, from `jax.eval_shape` (no
     allocation). call_kwargs (labels, context) are passed to init, as arrays or
-    ShapeDtypeStructs."""
+    ShapeDtypeStructs (a context may be a TextContext of them; its mask adds no parameters)."""
     x = jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32)
     t = jax.ShapeDtypeStruct((image_shape[0],), jnp.float32)
     return models.count_parameters(model, x, t, **call_kwargs)

@@ -10,14 +10,14 @@ A UNet whose convolutional levels only carry the high resolutions, and whose low
       -> level l = 0 .. L-1:       num_res_blocks[l] ResBlocks of C_l channels (dropout[l]), each
                                    output kept as a skip; then a stride-2 conv
       -> tokens = Dense_W(h) + position embedding + Dense_W(SiLU(emb))   (H' W' tokens, width W)
-      -> transformer_depth x [ x + MHA(LN(x)); x + CrossMHA(LN(x), LN(context)) if a context;
+      -> transformer_depth x [ x + MHA(LN(x)); x + CrossMHA(LN(x), LN(e), mask m) if a context;
                                x + MLP(LN(x)) with mlp_mult W hidden units and dropout ]
       -> LN -> Dense_{C_{L-1}} -> back to an H' x W' map
       -> level l = L-1 .. 0:       nearest + conv upsampling, then num_res_blocks[l] ResBlocks fed
                                    concat(h, skip)
       -> GN -> SiLU -> zero Conv3 to p^2 * out_channels -> depth_to_space(p)
 
-emb = MLP(sinusoidal(1000 t)) [+ class embedding] [+ pooled context]
+emb = MLP(sinusoidal(1000 t)) [+ class embedding] [+ Dense(masked mean of the context)]
 (conditioning.ConditioningEmbedding)
 conditions every ResBlock (scale-shift) and is added once to the tokens. Dropout is set per
 level, so that it applies at the low resolutions only (the paper's finding 3). The transformer
@@ -50,7 +50,7 @@ import jax.numpy as jnp
 
 from jaxdiff.models.attention import FeedForward, MultiHeadAttention
 from jaxdiff.models.blocks import ConvResample, OutputHead, ResBlock
-from jaxdiff.models.conditioning import ConditioningEmbedding
+from jaxdiff.models.conditioning import ConditioningEmbedding, as_text_context
 from jaxdiff.models.layers import Conv, Dense, Dtype, Embed, LayerNorm, create_module, remat_if
 
 
@@ -76,9 +76,11 @@ def depth_to_space(x, patch_size: int):
 
 class TransformerBlock(nn.Module):
     """Pre-norm transformer block (Vaswani et al. 2017; ViT, Dosovitskiy et al. 2021):
-        x = x + MHA(LN(x));  x = x + MHA(LN(x), LN(context)) if a context;  x = x + MLP(LN(x)).
-    The attention output projections and the MLP's last layer are zero-initialised. Written as
-    (carry, context) -> (carry, None) for `nn.scan`."""
+        x = x + MHA(LN(x));  x = x + MHA(LN(x), LN(e), mask m) if a context;  x = x + MLP(LN(x)),
+    the context a conditioning.TextContext (e, m) or a (B, L, D) array e, cross-attended on its
+    real tokens only. The attention output projections and the MLP's last layer are
+    zero-initialised. Written as (carry, context) -> (carry, None) for `nn.scan` (the context, a
+    pytree, is broadcast to every block)."""
 
     num_heads: int
     head_channels: Optional[int]
@@ -95,10 +97,11 @@ class TransformerBlock(nn.Module):
         normed = LayerNorm(name="norm", **kw)(tokens)
         tokens = tokens + MultiHeadAttention(**attention, name="self_attention")(normed, normed)
         if context is not None:
+            embeddings, mask = as_text_context(context)
             normed = LayerNorm(name="cross_norm", **kw)(tokens)
-            source = LayerNorm(name="context_norm", **kw)(context)
+            source = LayerNorm(name="context_norm", **kw)(embeddings)
             tokens = tokens + MultiHeadAttention(**attention, name="cross_attention")(
-                normed, source)
+                normed, source, mask)
         tokens = FeedForward(self.mlp_mult, self.dropout, name="mlp", **kw)(tokens, self.train)
         return tokens, None
 
@@ -107,7 +110,9 @@ class UViT(nn.Module):
     """`apply(variables, x, t, labels=None, context=None, train=False)` -> float32 prediction.
 
     x: (B, H, W, in_channels) with H and W divisible by patch_size * 2^len(channels); t: (B,)
-    times in [0, 1]; labels int (B,) (num_classes = no class); context (B, L, D).
+    times in [0, 1]; labels int (B,) (num_classes = no class); context a
+    conditioning.TextContext (embeddings (B, L, D), mask (B, L), True = a real token) or a
+    (B, L, D) array with every token real.
     """
 
     out_channels: int = 3
@@ -178,6 +183,7 @@ class UViT(nn.Module):
     def __call__(self, x, t, labels=None, context=None, train: bool = False):
         self.check_architecture()
         self.check_input(x, t)
+        context = as_text_context(context)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         emb = ConditioningEmbedding(self.embedding_features, self.embedding_features // 4,
                                     num_classes=self.num_classes, use_context=self.use_context,

@@ -1,12 +1,13 @@
 """The train-system part of every config: the fields the loop, optimizer, mesh and checkpoints
 read, with defaults. A configs/<method>.py starts from `train_config()` and adds the `model`,
-`method` and `data` sections."""
+`method` and `data` sections (and, for text-to-image, sets the `text` section)."""
 
 import ml_collections
 
 from jaxdiff import methods
 from jaxdiff.data import default_data_config
 from jaxdiff.metrics.evaluate import eval_defaults
+from jaxdiff.text.config import text_defaults
 
 
 def train_config() -> ml_collections.ConfigDict:
@@ -28,6 +29,7 @@ def train_config() -> ml_collections.ConfigDict:
         checkpoint=dict(every=500, keep=3, async_save=True),
         sample=dict(every=500, num_samples=16, seed=1),
         eval=eval_defaults(),      # every = 0: no evaluation in training
+        text=text_defaults(),      # encoder "none": no text (text/config.py)
     ))
 
 

@@ -36,6 +36,7 @@ from etils import epath
 from jaxdiff import data
 from jaxdiff.methods.base import Method
 from jaxdiff.metrics import evaluate
+from jaxdiff.text.config import check_text_config
 from jaxdiff.train import checkpoint as checkpoint_lib
 from jaxdiff.train import metrics as metrics_lib
 from jaxdiff.train import sampling
@@ -63,6 +64,8 @@ def validate_config(config, num_devices: int, process_count: int) -> None:
     state_lib.check_optimizer_config(config.optimizer)
     state_lib.check_ema_decay(config.ema_decay)
     evaluate.check_eval_config(config.eval, config.data, needs_weights=config.eval.every > 0)
+    if config.get("text") is not None:
+        check_text_config(config.text)
     per_step = config.grad_accum_steps * num_devices
     if config.batch_size <= 0 or config.batch_size % per_step:
         raise ValueError(f"batch_size {config.batch_size} must be a positive multiple of "
@@ -255,10 +258,10 @@ def train(config, workdir: str, method: Method, iterator: Iterator[dict],
 def make_evaluator(config, method: Method, mesh, grids) -> Optional[evaluate.Evaluator]:
     """The in-loop evaluator (None when eval.every is 0 or above num_steps: the run never
     evaluates); it reuses the sample grids' compiled sampler when that draws eval.batch_size
-    samples."""
+    samples of a model without text."""
     if not 0 < config.eval.every <= config.num_steps:
         return None
-    shared = (grids.sampler if grids is not None
+    shared = (grids.sampler if grids is not None and method.text is None
               and config.eval.batch_size == config.sample.num_samples else None)
     return evaluate.Evaluator(config, method, mesh, sampler=shared)
 
@@ -279,12 +282,17 @@ def log_parameters(params, writer) -> None:
 
 
 class SampleGrids:
-    """EMA sample grids in training: <workdir>/samples/step_<step>.png and TensorBoard."""
+    """EMA sample grids in training: <workdir>/samples/step_<step>.png (with its prompts in
+    step_<step>.txt for a text-conditioned network) and TensorBoard."""
 
     def __init__(self, config, method: Method, mesh, workdir: epath.Path, writer):
-        self.sampler = sampling.make_sampler(method, mesh, config.sample.num_samples)
+        num_samples = config.sample.num_samples
+        self.prompts = sampling.sample_prompts(config, method, num_samples)
+        self.sampler = sampling.make_sampler(method, mesh, num_samples,
+                                             sampling.sampler_inputs(config, method,
+                                                                     num_samples))
         self.key = jax.random.PRNGKey(config.sample.seed)
-        self.columns = sampling.grid_columns(method, config.sample.num_samples)
+        self.columns = sampling.grid_columns(method, num_samples, self.prompts)
         self.workdir, self.writer = workdir, writer
 
     def write(self, step: int, ema_params) -> float:
@@ -293,8 +301,10 @@ class SampleGrids:
         samples = sampling.highest_resolution(self.sampler(ema_params, self.key))
         if jax.process_index() == 0:
             grid = sampling.write_grid(self.workdir / "samples" / f"step_{step:08d}.png",
-                                       samples, self.columns)
+                                       samples, self.columns, self.prompts)
             self.writer.write_images(step, {"samples": grid})
+            if self.prompts is not None:
+                self.writer.write_text(step, "sample_prompts", "\n".join(self.prompts))
         return time.perf_counter() - start
 
 
@@ -356,19 +366,23 @@ def latest_ema_params(workdir, run: Setup):
 def sample_from_checkpoint(config, workdir: str, method: Method, num_samples: int,
                            devices: Optional[Sequence[Any]] = None,
                            run: Optional[Setup] = None,
-                           data_sources: tuple = (None, None)) -> epath.Path:
+                           data_sources: tuple = (None, None),
+                           prompts: Optional[list] = None) -> epath.Path:
     """`--mode=sample`: samples from the EMA parameters of the workdir's latest checkpoint
     (seed config.sample.seed), written by process 0 to <workdir>/samples; returns the .npz
-    path. `run` and `data_sources` as in train."""
+    path. `run` and `data_sources` as in train; `prompts` (text-conditioned networks) in turn,
+    default config.text.prompts."""
     workdir = epath.Path(workdir)
     run = run or setup(config, method, devices)
     step, ema_params = latest_ema_params(workdir, run)
     method = with_reference_images(config, method, *data_sources)
-    sampler = sampling.make_sampler(method, run.mesh, num_samples)
+    prompts = sampling.sample_prompts(config, method, num_samples, prompts)
+    sampler = sampling.make_sampler(method, run.mesh, num_samples,
+                                    sampling.sampler_inputs(config, method, num_samples, prompts))
     samples = sampling.highest_resolution(
         sampler(ema_params, jax.random.PRNGKey(config.sample.seed)))
     if jax.process_index() == 0:
         sampling.save_samples(workdir / "samples", step, samples,
                               sampling.sample_labels(method, num_samples),
-                              sampling.grid_columns(method, num_samples))
+                              sampling.grid_columns(method, num_samples, prompts), prompts)
     return sampling.sample_file(workdir / "samples", step, ".npz")

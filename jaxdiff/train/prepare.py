@@ -22,6 +22,7 @@ import ml_collections
 from jaxdiff import data, methods
 from jaxdiff.methods.base import Method
 from jaxdiff.metrics import evaluate
+from jaxdiff.text.config import batch_text
 from jaxdiff.train import loop
 from jaxdiff.train.stages import stage_runs
 
@@ -76,6 +77,7 @@ def prepare_stage(config, workdir: str, mode: str, devices: Sequence[Any],
         validated = data.validate_data_config(config.data, global_batch_size=config.batch_size,
                                               process_count=jax.process_count())
         check_classes(method, validated[1])
+        data.check_text_data(validated[1], batch_text(config.get("text")))
         if config.get("mix_data") is not None:
             mix_validated = data.validate_data_config(
                 config.mix_data, global_batch_size=config.batch_size,

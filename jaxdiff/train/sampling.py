@@ -1,8 +1,14 @@
 """Sampling from a train state: the jitted sampler, host copies of the samples, PNG grids
 (in training, every `sample.every` steps) and `--mode=sample` from the latest checkpoint.
-A class-conditional network samples the classes in turn, one class per grid column."""
 
-from typing import Any
+A class-conditional network samples the classes in turn, one class per grid column. A
+text-conditioned one samples the prompts in turn (config.text.prompts, or --prompt in sample
+mode; the empty caption when there is none), one prompt per column, guided away from
+config.text.negative_prompt; the prompts of a grid are written beside it (<grid>.txt, one line
+per sample in grid order) and to TensorBoard.
+"""
+
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -11,10 +17,11 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from jaxdiff.methods.base import Method
+from jaxdiff.text.prompts import encode_prompts
 from jaxdiff.train import images as images_lib
 from jaxdiff.train import sharding as sharding_lib
 
-# A class-conditional grid puts one class per column when there are at most this many classes.
+# A conditional grid puts one class (or prompt) per column when there are at most this many.
 MAX_CLASS_COLUMNS = 16
 
 
@@ -25,18 +32,48 @@ def sample_labels(method: Method, num_samples: int):
     return np.arange(num_samples, dtype=np.int32) % num_classes if num_classes else None
 
 
-def grid_columns(method: Method, num_samples: int):
-    """C columns for a class-conditional network of C <= MAX_CLASS_COLUMNS classes, else None
-    (a square grid)."""
+def sample_prompts(config, method: Method, num_samples: int,
+                   prompts: Optional[list] = None) -> Optional[list]:
+    """`prompts` (default config.text.prompts, or the empty caption) cycled over num_samples
+    samples for a text-conditioned network; None for one without text."""
+    if method.text is None:
+        if prompts:
+            raise ValueError("Prompts were given, but this run is not text-conditioned "
+                             "(config.text.encoder is 'none').")
+        return None
+    prompts = list(prompts or config.text.prompts) or [""]
+    return [prompts[index % len(prompts)] for index in range(num_samples)]
+
+
+def sampler_inputs(config, method: Method, num_samples: int,
+                   prompts: Optional[list] = None) -> dict:
+    """The conditioning keywords of Method.sample for num_samples samples: labels in turn, the
+    prompts' text in turn and the negative prompt's (config.text.negative_prompt)."""
+    inputs = {"labels": sample_labels(method, num_samples)}
+    prompts = sample_prompts(config, method, num_samples, prompts)
+    if prompts is not None:
+        inputs["text"] = encode_prompts(config.text, prompts)
+        if config.text.negative_prompt:
+            inputs["negative_text"] = encode_prompts(
+                config.text, [config.text.negative_prompt] * num_samples)
+    return inputs
+
+
+def grid_columns(method: Method, num_samples: int, prompts: Optional[list] = None):
+    """One column per class, or per distinct prompt, when there are at most
+    MAX_CLASS_COLUMNS of them; else None (a square grid)."""
+    if prompts is not None:
+        distinct = len(dict.fromkeys(prompts))
+        return distinct if 1 < distinct <= min(MAX_CLASS_COLUMNS, num_samples) else None
     num_classes = method.num_classes
     return num_classes if 0 < num_classes <= min(MAX_CLASS_COLUMNS, num_samples) else None
 
 
-def make_sampler(method: Method, mesh, num_samples: int):
-    """jitted (params, rng) -> samples with `sample_labels`, replicated on every device of
-    `mesh`."""
-    labels = sample_labels(method, num_samples)
-    return jax.jit(lambda params, rng: method.sample(params, rng, num_samples, labels),
+def make_sampler(method: Method, mesh, num_samples: int, inputs: Optional[dict] = None):
+    """jitted (params, rng) -> samples with the conditioning `inputs` (sampler_inputs; default
+    the classes in turn), replicated on every device of `mesh`."""
+    inputs = inputs if inputs is not None else {"labels": sample_labels(method, num_samples)}
+    return jax.jit(lambda params, rng: method.sample(params, rng, num_samples, **inputs),
                    out_shardings=sharding_lib.replicated(mesh))
 
 
@@ -46,12 +83,15 @@ def highest_resolution(samples: Any) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(first, tiled=True))
 
 
-def write_grid(path: epath.Path, samples: np.ndarray, columns=None) -> np.ndarray:
-    """Saves samples in [-1, 1] as one PNG grid (`columns` wide, default square) and returns the
-    grid."""
+def write_grid(path: epath.Path, samples: np.ndarray, columns=None,
+               prompts: Optional[list] = None) -> np.ndarray:
+    """Saves samples in [-1, 1] as one PNG grid (`columns` wide, default square), with the
+    prompts beside it (path.txt, one per sample in grid order), and returns the grid."""
     grid = images_lib.image_grid(images_lib.to_uint8(samples), columns=columns)
     path.parent.mkdir(parents=True, exist_ok=True)
     images_lib.save_png(path, grid)
+    if prompts is not None:
+        path.with_suffix(".txt").write_text("".join(f"{prompt}\n" for prompt in prompts))
     return grid
 
 
@@ -60,14 +100,18 @@ def sample_file(directory: epath.Path, step: int, suffix: str) -> epath.Path:
 
 
 def save_samples(directory: epath.Path, step: int, samples: np.ndarray, labels=None,
-                 columns=None) -> None:
-    """`--mode=sample` output: samples_<step>.png (grid, `columns` wide) and samples_<step>.npz
-    (key "images": uint8 (N, H, W, 3); "labels": int32 (N,) for a class-conditional network)."""
-    write_grid(sample_file(directory, step, ".png"), samples, columns)
+                 columns=None, prompts: Optional[list] = None) -> None:
+    """`--mode=sample` output: samples_<step>.png (grid, `columns` wide; with the prompts in
+    samples_<step>.txt) and samples_<step>.npz (key "images": uint8 (N, H, W, 3); "labels":
+    int32 (N,) for a class-conditional network; "prompts": str (N,) for a text-conditioned
+    one)."""
+    write_grid(sample_file(directory, step, ".png"), samples, columns, prompts)
     npz_path = sample_file(directory, step, ".npz")
     arrays = {"images": images_lib.to_uint8(samples)}
     if labels is not None:
         arrays["labels"] = labels
+    if prompts is not None:
+        arrays["prompts"] = np.array(prompts, dtype=str)
     with npz_path.open("wb") as f:
         np.savez(f, **arrays)
     logging.info("Wrote %d samples of step %d to %s.", len(samples), step, npz_path)

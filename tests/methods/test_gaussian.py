@@ -7,6 +7,7 @@ import numpy as np
 
 from jaxdiff.core.schedules import alpha_sigma_from_logsnr
 from jaxdiff.methods import gaussian
+from jaxdiff.methods.conditioning import Conditioning
 from jaxdiff.methods.settings import GaussianSettings
 
 
@@ -32,7 +33,8 @@ def test_the_training_forward_corrupts_with_the_drawn_time_and_noise():
         return jnp.zeros_like(x)
 
     forward = gaussian.gaussian_training_forward(apply_fn, {}, {"image": x0},
-                                                 jax.random.PRNGKey(0), schedule, 0, 0.1)
+                                                 jax.random.PRNGKey(0), schedule, Conditioning(),
+                                                 settings)
     alpha, sigma = alpha_sigma_from_logsnr(schedule.logsnr_fn(forward.t))
     expected = alpha[:, None, None, None] * x0 + sigma[:, None, None, None] * forward.noise
     np.testing.assert_allclose(forward.x_t, expected, rtol=1e-6, atol=1e-6)

@@ -19,6 +19,8 @@ def test_every_method_builds_by_name_reading_and_compiling_nothing(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("building a method must not read data or compile")
 
+    for name, _ in NAMES_AND_SIDES:  # importing a module may jit-decorate; building may not
+        methods.settings_type(name)
     for name in ("create_iterator", "read_reference_images", "validate_data_config"):
         monkeypatch.setattr(data, name, forbidden)
     monkeypatch.setattr(jax, "jit", forbidden)

@@ -7,6 +7,7 @@ import numpy as np
 
 from jaxdiff.core import guidance
 from jaxdiff.methods import sampler
+from jaxdiff.methods.conditioning import Conditioning
 from jaxdiff.methods.settings import GuidanceSettings
 
 
@@ -40,7 +41,7 @@ def test_the_skeleton_labels_denoises_and_clips():
         return 3.0 * x
 
     sample_fn = sampler.make_sample_fn(
-        num_classes=4, start_fn=lambda rng, n: jnp.full((n, 2), 0.5),
+        conditioning=Conditioning(4), start_fn=lambda rng, n: jnp.full((n, 2), 0.5),
         run_fn=lambda denoise, rng, start: denoise(start, jnp.zeros((start.shape[0],))))
     samples = sample_fn(apply_fn, {}, jax.random.PRNGKey(0), 3, jnp.array([0, 1, 3]))
     np.testing.assert_array_equal(seen["labels"], [0, 1, 3])

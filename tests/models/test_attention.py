@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_layers import KEY, assert_logical_axes
 
 from jaxdiff.models.attention import (AttentionBlock, FeedForward, MultiHeadAttention,
                                       attention_weights, num_attention_heads)
-from test_layers import KEY, assert_logical_axes
 
 
 def test_attention_weights_are_float32_softmax_even_for_bfloat16():
@@ -32,7 +32,10 @@ def test_multi_head_attention_matches_hand_computation():
     module = MultiHeadAttention(num_heads=2, zero_init_out=False)
     variables = module.init(KEY, x, source)
     p = jax.tree.map(np.asarray, nn.unbox(variables["params"]))
-    proj = lambda name, h: np.asarray(h) @ p[name]["dense"]["kernel"] + p[name]["dense"]["bias"]
+
+    def proj(name, h):
+        return np.asarray(h) @ p[name]["dense"]["kernel"] + p[name]["dense"]["bias"]
+
     q = proj("query", x).reshape(1, 3, 2, 2)
     k = proj("key", source).reshape(1, 2, 2, 2)
     v = proj("value", source).reshape(1, 2, 2, 2)
@@ -71,3 +74,37 @@ def test_feed_forward_identity_at_init():
     x = jax.random.normal(KEY, (2, 5, 8))
     module = FeedForward(mult=2)
     np.testing.assert_array_equal(module.apply(module.init(KEY, x), x), x)
+
+
+def test_masked_attention_equals_attention_over_the_unmasked_keys():
+    x = jax.random.normal(KEY, (2, 3, 4))
+    source = jax.random.normal(jax.random.key(1), (2, 5, 6))
+    mask = jnp.array([[True, False, True, True, False], [False, False, False, True, True]])
+    module = MultiHeadAttention(num_heads=2, zero_init_out=False)
+    variables = module.init(KEY, x, source)
+    out, state = module.apply(variables, x, source, mask, mutable=["intermediates"])
+    for row, keys in enumerate(([0, 2, 3], [3, 4])):
+        subset = module.apply(variables, x[row:row + 1], source[row:row + 1, jnp.array(keys)])
+        np.testing.assert_allclose(out[row:row + 1], subset, atol=1e-6)
+    # Masked keys get weight exactly 0; the others' weights still sum to 1.
+    weights = state["intermediates"]["attention_weights"][0]
+    np.testing.assert_array_equal(jnp.where(mask[:, None, None, :], 0.0, weights), 0.0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
+
+
+def test_a_fully_masked_row_gets_zero_weights_and_finite_gradients():
+    q = jax.random.normal(KEY, (2, 3, 1, 4))
+    k = jax.random.normal(jax.random.key(1), (2, 5, 1, 4))
+    mask = jnp.array([[True] * 5, [False] * 5])
+    weights = attention_weights(q, k, mask)
+    np.testing.assert_allclose(weights[0], attention_weights(q, k)[0], atol=1e-7)
+    np.testing.assert_array_equal(weights[1], 0.0)
+    grads = jax.grad(lambda q, k: jnp.sum(attention_weights(q, k, mask) ** 2), (0, 1))(q, k)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    # In a block, such a row's heads output 0: only the output projection's bias is added.
+    module = MultiHeadAttention(num_heads=1, zero_init_out=False)
+    x, source = jax.random.normal(KEY, (2, 3, 4)), 1e3 * jnp.ones((2, 5, 6))
+    variables = module.init(KEY, x, source)
+    bias = variables["params"]["out"]["dense"]["bias"].value
+    np.testing.assert_allclose(module.apply(variables, x, source, mask)[1],
+                               jnp.broadcast_to(bias, (3, 4)), atol=1e-6)

@@ -2,7 +2,8 @@
 
 Usage: python train_worker.py '<json spec>' with keys workdir, out (a path prefix), runs (a list
 of num_steps; each later run resumes the same workdir), overrides (flat config overrides),
-delay (seconds per batch), and for multi-process runs num_processes, process_id, port.
+delay (seconds per batch), captions (true: the captioned digits through the real pipeline and
+a toy text method, train_toy_text.py), and for multi-process runs num_processes, process_id, port.
 Writes <out>.<process>.json (logged losses per run, preempted flags) and <out>.<process>.npz
 (final parameters, gathered on every process).
 """
@@ -30,9 +31,17 @@ from jaxdiff.train import loop  # noqa: E402
 
 record = {"runs": [], "process_count": jax.process_count(), "device_count": jax.device_count()}
 for num_steps in spec["runs"]:
-    config = toy.toy_config(**spec.get("overrides", {}), num_steps=num_steps)
-    iterator = toy.toy_iterator(config.batch_size, jax.process_index(), jax.process_count(),
-                                delay=spec.get("delay", 0.0))
+    if spec.get("captions"):  # the captioned digits through the real pipeline, a text method
+        import train_toy_text  # noqa: E402
+
+        config = train_toy_text.toy_text_config(**spec.get("overrides", {}),
+                                                num_steps=num_steps)
+        iterator = train_toy_text.Slowed(train_toy_text.caption_iterator(
+            config, jax.process_index(), jax.process_count()), spec.get("delay", 0.0))
+    else:
+        config = toy.toy_config(**spec.get("overrides", {}), num_steps=num_steps)
+        iterator = toy.toy_iterator(config.batch_size, jax.process_index(),
+                                    jax.process_count(), delay=spec.get("delay", 0.0))
     result = loop.train(config, spec["workdir"], methods.build(config), iterator)
     record["runs"].append({"losses": {d["step"]: d["loss"] for d in result.logged},
                            "preempted": result.preempted})
