@@ -137,8 +137,9 @@ def run(stages: list, mode: str, num_samples=None, checkpoints="latest", images=
                                                (last.data, last.mix_data))
     if mode == "sample":
         last = stages[-1]
-        return loop.sample_from_checkpoint(last.config, last.workdir, last.method,
-                                           num_samples or last.config.sample.num_samples,
+        num_samples = num_samples or (len(prompts) if prompts else
+                                      last.config.sample.num_samples)
+        return loop.sample_from_checkpoint(last.config, last.workdir, last.method, num_samples,
                                            run=last.run, data_sources=(last.data, last.mix_data),
                                            prompts=prompts)
     for stage in stages:
@@ -170,16 +171,24 @@ class QuietCheckpointLogs(python_logging.Filter):
         return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
 
 
-def sampling_flags(config) -> list:
+def sampling_flags(config, mode: str) -> list:
     """Applies --negative_prompt and --guidance_scale to the config; returns the prompts of
-    --prompt and --prompt_file (empty when neither is given)."""
+    --prompt and --prompt_file (sample mode only; empty when neither is given)."""
     if _NEGATIVE_PROMPT.value is not None:
+        if "text" not in config:
+            raise ValueError("--negative_prompt needs a config with a text section.")
         config.text.negative_prompt = _NEGATIVE_PROMPT.value
     if _GUIDANCE_SCALE.value is not None:
+        if "guidance_scale" not in config.method:
+            raise ValueError(f"--guidance_scale: method {config.method.name!r} has no "
+                             "classifier-free guidance.")
         config.method.guidance_scale = _GUIDANCE_SCALE.value
     prompts = list(_PROMPTS.value or [])
     if _PROMPT_FILE.value:
         prompts += read_prompt_file(_PROMPT_FILE.value)
+    if prompts and mode != "sample":
+        raise ValueError("--prompt and --prompt_file are for --mode=sample (training grids take "
+                         "config.text.prompts).")
     return prompts
 
 
@@ -215,7 +224,7 @@ def main(argv):
         prepare_text_data(_MODE.value, _CONFIG.value)
         return
     try:
-        prompts = sampling_flags(_CONFIG.value)
+        prompts = sampling_flags(_CONFIG.value, _MODE.value)
         stages = prepare.prepare(_CONFIG.value, workdir, _MODE.value)
     except ValueError as error:
         raise SystemExit(f"jaxdiff: {error}") from None

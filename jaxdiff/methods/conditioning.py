@@ -13,7 +13,10 @@ Nichol et al. 2022: 20 %; Imagen, Saharia et al. 2022). The empty caption is the
 (only EOS unmasked: tokenizers.tokenize, EOS = 1 and padding = 0 in the hashed-word and in
 every T5 vocabulary) or, for precomputed embeddings, a zero embedding with only its first
 token unmasked. Sampling extrapolates from the null conditioning, or from a negative prompt's
-text in its place (the negative prompt of Stable Diffusion / ml-mdm).
+text in its place (the negative prompt of Stable Diffusion / ml-mdm). A network conditioned on
+labels and text at once sees their joint null (both dropped) in only label_dropout x
+caption_dropout of its samples, and guidance extrapolates from that joint null: raise the two
+rates for such a network.
 """
 
 import dataclasses

@@ -137,8 +137,11 @@ class Evaluator:
         prompts = None
         if method.text is not None:
             records, _ = open_dataset(config.data.name, config.data.data_dir,
-                                      config.data.split)
+                                      config.data.split, config.data.caption_field)
             prompts = reference_captions(records, batch_size, config.eval.seed)
+            if not prompts:
+                raise ValueError(f"{config.data.name} has no usable caption to sample the "
+                                 "text-to-image evaluation from.")
         self.sampler = sampler or sampling.make_sampler(
             method, mesh, batch_size, sampling.sampler_inputs(config, method, batch_size,
                                                               prompts))

@@ -27,28 +27,26 @@ def encode_prompts(text_config, prompts) -> dict:
         raise ValueError("This run was trained on precomputed text embeddings: set "
                          "config.text.t5_path to the T5 checkpoint that made them, to embed "
                          "the prompts.")
-    encoder = frozen_t5(text_config.t5_path, text_config.t5_dtype, text_config.max_length)
+    encoder, apply = frozen_t5(text_config.t5_path, text_config.t5_dtype,
+                               text_config.max_length)
     if encoder.config.d_model != text_config.embed_dim:
         raise ValueError(f"The T5 in {text_config.t5_path} gives {encoder.config.d_model}-wide "
                          f"embeddings, but the run was trained on text.embed_dim = "
                          f"{text_config.embed_dim}.")
     tokens = tokenize_batch(encoder.tokenizer, prompts)
-    embeddings = encoder_apply(encoder)(encoder.params, tokens["tokens"], tokens["mask"])
+    embeddings = apply(encoder.params, tokens["tokens"], tokens["mask"])
     return {"embeddings": np.asarray(embeddings, np.float32), "mask": tokens["mask"]}
 
 
 @functools.lru_cache(maxsize=2)
 def frozen_t5(path: str, dtype: str, max_length: int):
-    """The T5 encoder of a checkpoint directory, loaded once per process."""
+    """(the T5 encoder of a checkpoint directory, its jitted (params, tokens, mask) ->
+    embeddings), loaded and jitted once per process."""
     from jaxdiff.text.t5_checkpoint import load_t5_encoder
 
-    return load_t5_encoder(path, dtype=dtype, max_length=max_length)
-
-
-def encoder_apply(encoder):
-    """jitted (params, tokens, mask) -> embeddings of a loaded T5."""
-    return jax.jit(lambda params, tokens, mask: encoder.module.apply({"params": params},
-                                                                     tokens, mask))
+    encoder = load_t5_encoder(path, dtype=dtype, max_length=max_length)
+    return encoder, jax.jit(lambda params, tokens, mask: encoder.module.apply(
+        {"params": params}, tokens, mask))
 
 
 def read_prompt_file(path: str) -> list:

@@ -66,6 +66,7 @@ def validate_config(config, num_devices: int, process_count: int) -> None:
     evaluate.check_eval_config(config.eval, config.data, needs_weights=config.eval.every > 0)
     if config.get("text") is not None:
         check_text_config(config.text)
+        check_prompt_encoder(config)
     per_step = config.grad_accum_steps * num_devices
     if config.batch_size <= 0 or config.batch_size % per_step:
         raise ValueError(f"batch_size {config.batch_size} must be a positive multiple of "
@@ -80,6 +81,17 @@ def validate_config(config, num_devices: int, process_count: int) -> None:
             value = value[part]
         if value <= 0:
             raise ValueError(f"config.{name} must be positive, got {value}.")
+
+
+def check_prompt_encoder(config) -> None:
+    """A run on precomputed embeddings that samples prompts (grids with non-empty
+    text.prompts) or evaluates (from the data's captions) needs the T5 that embeds them."""
+    text = config.text
+    prompts = config.sample.every > 0 and any(prompt.strip() for prompt in text.prompts)
+    if text.encoder == "embeddings" and not text.t5_path and (prompts or config.eval.every > 0):
+        raise ValueError("config.text.t5_path must name the T5 checkpoint that made the "
+                         "embeddings: the sample grids' prompts and the evaluation's captions "
+                         "are embedded with it.")
 
 
 @dataclasses.dataclass

@@ -52,11 +52,24 @@ def sampler_inputs(config, method: Method, num_samples: int,
     inputs = {"labels": sample_labels(method, num_samples)}
     prompts = sample_prompts(config, method, num_samples, prompts)
     if prompts is not None:
-        inputs["text"] = encode_prompts(config.text, prompts)
+        inputs["text"] = prompt_text(config, method, prompts)
         if config.text.negative_prompt:
-            inputs["negative_text"] = encode_prompts(
-                config.text, [config.text.negative_prompt] * num_samples)
+            inputs["negative_text"] = prompt_text(
+                config, method, [config.text.negative_prompt] * num_samples)
     return inputs
+
+
+def prompt_text(config, method: Method, prompts: list) -> dict:
+    """The text of `prompts`: encode_prompts of each non-empty one, and the empty caption of
+    training's dropout (conditioning.TextSpec.null) for each empty one, so that "" means "no
+    caption" for precomputed embeddings too (and needs no T5)."""
+    empty = np.array([not prompt.strip() for prompt in prompts])
+    text = {key: np.array(value) for key, value in method.text.null(len(prompts)).items()}
+    if not empty.all():
+        encoded = encode_prompts(config.text, [p for p, e in zip(prompts, empty) if not e])
+        for key in text:
+            text[key][~empty] = encoded[key]
+    return text
 
 
 def grid_columns(method: Method, num_samples: int, prompts: Optional[list] = None):
