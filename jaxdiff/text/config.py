@@ -50,7 +50,7 @@ def check_text_config(text) -> None:
     one_of(*ENCODERS)("text.encoder", text.encoder)
     if text.encoder == "none":
         return
-    for field in ("max_length", "vocab_size", "width", "depth", "num_heads"):
+    for field in ("max_length", "width", "depth", "num_heads"):
         number_in(1, integer=True)(f"text.{field}", text[field])
     number_in(3, integer=True)("text.vocab_size", text.vocab_size)
     if text.encoder == "trained" and text.width % text.num_heads:
@@ -59,8 +59,7 @@ def check_text_config(text) -> None:
     if text.encoder == "embeddings":
         number_in(1, integer=True)("text.embed_dim", text.embed_dim)
     one_of(*T5_DTYPES)("text.t5_dtype", text.t5_dtype)
-    for name in ("prompts",):
-        if any(not isinstance(prompt, str) for prompt in text[name]):
-            fail(f"text.{name}", "a list of strings", list(text[name]))
+    if any(not isinstance(prompt, str) for prompt in text.prompts):
+        fail("text.prompts", "a list of strings", list(text.prompts))
     if not isinstance(text.negative_prompt, str):
         fail("text.negative_prompt", "a string", text.negative_prompt)

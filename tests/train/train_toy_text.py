@@ -16,7 +16,7 @@ from jaxdiff.methods.base import Method
 from jaxdiff.methods.conditioning import Conditioning, TextSpec
 from jaxdiff.methods.settings import Settings
 from jaxdiff.models import layers
-from jaxdiff.models.conditioning import as_text_context
+from jaxdiff.models.conditioning import as_text_context, masked_mean
 from jaxdiff.models.text_conditioned import TextConditionedNetwork
 from jaxdiff.text.config import batch_text
 from jaxdiff.text.small_encoder import TextTransformer
@@ -31,8 +31,7 @@ class ToyTextDenoiser(nn.Module):
     @nn.compact
     def __call__(self, x, t, labels=None, context=None, train=False):
         text = as_text_context(context)
-        weights = text.mask[..., None].astype(jnp.float32)
-        pooled = jnp.sum(text.embeddings * weights, 1) / jnp.sum(weights, 1)
+        pooled = masked_mean(text.embeddings, text.mask)
         h = layers.Conv(8)(x) + layers.Dense(8)(t[:, None, None, None])
         h = h + layers.Dense(8)(pooled)[:, None, None, :]
         return layers.Conv(x.shape[-1])(nn.silu(h))
