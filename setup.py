@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+PLAN = ["libtpu>=0.0.42,<0.0.43", "jax-cuda13-plugin>=0.10.2,<0.11",
+        "jax-cuda13-pjrt>=0.10.2,<0.11"]
+
 setup(
     name="jaxdiff",
     version="0.1.0",
@@ -51,8 +54,14 @@ setup(
             # The reference T5 encoder and tokenizer of the text-encoder parity tests only
             # (tests/text); it needs no torch of its own, so the pin above stays.
             "transformers>=5.23,<6",
-        ],
+        ] + PLAN,  # the planner's TPU and GPU compile tests (tests/plan)
         "gcs": ["gcsfs>=2026.9,<2027"],
+        # The planner's compilers (jaxdiff/plan): libtpu for TPU slices, the CUDA PJRT plugin
+        # (it matches jaxlib's version) for GPU meshes. Both compile here with no accelerator.
+        "plan": PLAN,
+        # cuDNN, for GPU plans with attention_implementation="cudnn" (its version is checked
+        # when the fused attention is traced).
+        "plan-cudnn": PLAN + ["nvidia-cudnn-cu13>=9.28,<10"],
         "notebook": ["matplotlib>=3.10,<4"],
     },
 )

@@ -10,7 +10,7 @@ optimizer settings (lr 2e-4, batch 128, EMA 0.9999) are the usual CIFAR-10 ones,
 we could confirm in the paper. Reads tfds `cifar10` from --config.data.data_dir.
 """
 
-from jaxdiff.train.defaults import experiment_config, select_preset
+from jaxdiff.train.defaults import experiment_config, pod_model, select_preset
 
 
 def cpu():
@@ -32,7 +32,7 @@ def cifar10():
     return experiment_config(
         method=dict(name="attenuation", sampler="stochastic", sample_steps=10,
                     label_dropout=0.0),
-        model=dict(name="dual_unet", preset="attenuation_cifar10"),
+        model=dict(name="dual_unet", preset="attenuation_cifar10", **pod_model()),
         data=dict(name="tfds:cifar10", resolution=32, flip=True),
         num_steps=800_000, batch_size=128, ema_decay=0.9999,
         optimizer=dict(learning_rate=2e-4, warmup_steps=5000, grad_clip=1.0),

@@ -15,7 +15,7 @@ The paper presets read tfds `celeb_a` (blur generation, 64 px) and `cifar10` (re
 """
 
 from jaxdiff.data import default_data_config
-from jaxdiff.train.defaults import experiment_config, select_preset
+from jaxdiff.train.defaults import experiment_config, pod_model, select_preset
 
 CPU_DEGRADATIONS = {
     # 16 px digits: fewer steps and smaller kernels than the repo's 32-128 px settings.
@@ -63,7 +63,7 @@ def _paper(degradation):
         method=dict(name="cold", degradation=degradation,
                     degradation_options=PAPER_DEGRADATIONS[degradation], loss_norm="l1",
                     algorithm="improved"),
-        model=dict(name="unet", preset="ddpm_cifar10", dropout=0.0),
+        model=dict(name="unet", preset="ddpm_cifar10", dropout=0.0, **pod_model()),
         data=dict(name="tfds:celeb_a" if generation else "tfds:cifar10",
                   resolution=64 if generation else 32, flip=True),
         num_steps=700_000, batch_size=32, ema_decay=0.995,

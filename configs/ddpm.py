@@ -7,7 +7,7 @@
 The paper presets read tfds `cifar10` from --config.data.data_dir (prepared in ArrayRecord).
 """
 
-from jaxdiff.train.defaults import experiment_config, select_preset
+from jaxdiff.train.defaults import experiment_config, pod_model, select_preset
 
 
 def cpu():
@@ -36,7 +36,7 @@ def cifar10():
         method=dict(name="ddpm", schedule="linear_betas", num_timesteps=1000,
                     variance="fixedlarge", sampler="ancestral", sample_steps=1000,
                     label_dropout=0.0),
-        model=dict(name="unet", preset="ddpm_cifar10"),
+        model=dict(name="unet", preset="ddpm_cifar10", **pod_model()),
         data=dict(name="tfds:cifar10", resolution=32, flip=True),
         num_steps=800_000, batch_size=128, ema_decay=0.9999,
         optimizer=dict(learning_rate=2e-4, warmup_steps=5000, grad_clip=1.0),
@@ -50,7 +50,7 @@ def iddpm_cifar10():
         method=dict(name="ddpm", schedule="cosine_betas", num_timesteps=4000,
                     variance="learned_range", sampler="ancestral", sample_steps=100,
                     label_dropout=0.0),
-        model=dict(name="unet", preset="iddpm_cifar10"),
+        model=dict(name="unet", preset="iddpm_cifar10", **pod_model()),
         data=dict(name="tfds:cifar10", resolution=32, flip=True),
         num_steps=500_000, batch_size=128, ema_decay=0.9999,
         optimizer=dict(learning_rate=1e-4, warmup_steps=0, grad_clip=1.0),

@@ -37,7 +37,7 @@ guidance 7.5 and an empty negative prompt. ml-mdm trains without caption dropout
 10 % of the captions, without which classifier-free guidance has no unconditional model.
 """
 
-from jaxdiff.train.defaults import experiment_config, select_preset
+from jaxdiff.train.defaults import experiment_config, pod_model, select_preset
 
 
 def cpu():
@@ -62,7 +62,7 @@ def _paper(preset, data_name, resolution, active_levels, num_classes, mixed_rati
                     label_dropout=0.1 if num_classes else 0.0, sampler="ddim",
                     sample_steps=250, x0_transform="clip"),
         model=dict(name="nested_unet", preset=preset, num_classes=num_classes,
-                   use_context=False),
+                   use_context=False, **pod_model("full")),
         data=dict(name=data_name, resolution=resolution, flip=True),
         num_steps=500_000, batch_size=512, ema_decay=0.9999,
         optimizer=dict(learning_rate=5e-5, warmup_steps=10_000, grad_clip=2.0),
@@ -126,7 +126,7 @@ def _cc12m(resolution, active_levels, mixed_ratio="", level_weights=()):
                     shift_power=2.0, active_levels=active_levels, mixed_ratio=mixed_ratio,
                     level_weights=level_weights, caption_dropout=0.1, label_dropout=0.0,
                     sampler="ddim", sample_steps=250, guidance_scale=7.5, x0_transform="clip"),
-        model=dict(name="nested_unet", preset="mdm_1024", num_classes=0),
+        model=dict(name="nested_unet", preset="mdm_1024", num_classes=0, **pod_model("full")),
         data=dict(name="shards:cc12m_flan_t5_xl", resolution=resolution, flip=False),
         text=dict(encoder="embeddings", max_length=128, embed_dim=2048,
                   t5_path="google/flan-t5-xl", t5_dtype="bfloat16", prompts=PAPER_PROMPTS),

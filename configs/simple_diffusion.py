@@ -12,7 +12,7 @@ for 32 px at the prior. The multi-scale loss (sec. 3.3)
 is on at 256 and 512 px. Batch 512, lr 1e-4, EMA 0.9999 (appendix).
 """
 
-from jaxdiff.train.defaults import experiment_config, select_preset
+from jaxdiff.train.defaults import experiment_config, pod_model, select_preset
 
 
 def cpu():
@@ -31,11 +31,11 @@ def cpu():
         eval=dict(every=1500, num_samples=480, batch_size=60))
 
 
-def _imagenet(resolution, preset, **method):
+def _imagenet(resolution, preset, remat="none", **method):
     return experiment_config(
         method=dict(name="simple_diffusion", parameterization="v", sampler="ancestral",
                     sample_steps=256, label_dropout=0.1, **method),
-        model=dict(name="uvit", preset=preset, num_classes=1000),
+        model=dict(name="uvit", preset=preset, num_classes=1000, **pod_model(remat)),
         data=dict(name="tfds:imagenet2012", resolution=resolution, flip=True),
         num_steps=1_000_000, batch_size=512, ema_decay=0.9999,
         optimizer=dict(learning_rate=1e-4, warmup_steps=10_000, grad_clip=1.0),
@@ -53,7 +53,7 @@ def imagenet256():
 
 
 def imagenet512():
-    return _imagenet(512, "simple_diffusion_512", schedule="cosine",
+    return _imagenet(512, "simple_diffusion_512", remat="full", schedule="cosine",
                      prior_shift_base_resolution=32, shift_base_resolution=256,
                      multiscale_loss=True,
                      multiscale_min_resolution=32)

@@ -12,6 +12,9 @@
     --mode=sample [--prompt="a red seven" --prompt=... | --prompt_file=FILE]
         [--negative_prompt=TEXT] [--guidance_scale=W]: samples of a text-conditioned run, the
         prompts in turn (default config.text.prompts), guided away from the negative prompt
+    --mode=plan --target=tpu:v5p:2x2x2|gpu:h100:8|... [--per_chip_batch=B] [--find_batch]:
+        the train step and sampler compiled for that TPU slice or GPU mesh on this machine,
+        with per-chip memory, FLOPs and the largest batch (jaxdiff/plan)
 
 The workdir (local or gs://, default runs/<config file name>[_<preset>]) receives config.json
 (the resolved config), checkpoints/, tensorboard/ and samples/. Everything that can fail
@@ -33,6 +36,7 @@ from ml_collections import config_flags
 
 from jaxdiff import data
 from jaxdiff.data.shards import convert
+from jaxdiff.plan import cli as plan_cli
 from jaxdiff.text.config import batch_text
 from jaxdiff.text.embed import embed_from_config
 from jaxdiff.text.prompts import read_prompt_file
@@ -42,7 +46,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a preset: configs/x.py:preset.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.")
-_MODE = flags.DEFINE_enum("mode", "train", prepare.MODES + ("convert", "embed"),
+_MODE = flags.DEFINE_enum("mode", "train", prepare.MODES + ("convert", "embed", "plan"),
                           "Train, sample from the latest checkpoint, evaluate (score "
                           "checkpoints or images against the data), convert webdataset tars "
                           "to caption shards, or embed the captions of data.name 'shards:DIR' "
@@ -214,8 +218,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}.")
     logging.get_absl_handler().addFilter(QuietCheckpointLogs())
-    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config_argument = flags.FLAGS["config"].serialize().partition("=")[2]
+    if _MODE.value == "plan":  # compiles for abstract devices: no jax.distributed, no workdir
+        try:
+            plan_cli.run(_CONFIG.value, config_argument)
+        except ValueError as error:
+            raise SystemExit(f"jaxdiff: {error}") from None
+        return
+    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     workdir = _WORKDIR.value or default_workdir(config_argument)
     logging.info("jaxdiff %s: %d processes, %d devices, workdir %s.", _MODE.value,
                  jax.process_count(), jax.device_count(), workdir)

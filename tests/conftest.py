@@ -1,4 +1,5 @@
-"""Test setup shared by every test: CPU only, 8 forced host devices for mesh tests, the toy
+"""Test setup shared by every test: CPU only (libtpu loadable by several test processes), 8
+forced host devices for mesh tests, the toy
 train helpers of tests/train/ importable from the tests outside it, the repository's
 benchmarks/ package importable by the benchmark tests, and a private jaxdiff cache folder in
 every test process."""
@@ -6,8 +7,11 @@ every test process."""
 import os
 import sys
 
-# Must happen before jax is imported anywhere in the test process.
+# Must happen before jax is imported anywhere in the test process. The planner's tests
+# (tests/plan) load libtpu, which locks /tmp/libtpu_lockfile per process unless told that
+# several processes (pytest-xdist's workers) may load it.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"

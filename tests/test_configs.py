@@ -8,7 +8,6 @@ import os
 import runpy
 
 import jax
-import numpy as np
 import pytest
 
 from jaxdiff.train import prepare
@@ -41,24 +40,6 @@ def test_every_preset_is_covered():
         assert sorted(config_module(name)["PRESETS"]) == sorted(COVERED[name]), name
 
 
-def abstract_batch(config, method):
-    """ShapeDtypeStructs of one global data batch: uint8 images (each image key), labels and,
-    for a text-conditioned method, tokens or embeddings and a mask."""
-    side, size = config.data.resolution, config.batch_size
-    batch = {key: jax.ShapeDtypeStruct((size, side, side, 3), np.uint8)
-             for key in method.image_keys}
-    batch["label"] = jax.ShapeDtypeStruct((size,), np.int32)
-    if method.text is not None:
-        length = method.text.max_length
-        batch["mask"] = jax.ShapeDtypeStruct((size, length), np.bool_)
-        if method.text.encoder == "trained":
-            batch["tokens"] = jax.ShapeDtypeStruct((size, length), np.int32)
-        else:
-            batch["embeddings"] = jax.ShapeDtypeStruct((size, length, method.text.embed_dim),
-                                                       np.float16)
-    return batch
-
-
 @pytest.mark.parametrize("name, preset", [(name, preset) for name in sorted(COVERED)
                                           for preset in COVERED[name]])
 def test_preset_builds_and_its_train_step_traces(name, preset):
@@ -69,7 +50,7 @@ def test_preset_builds_and_its_train_step_traces(name, preset):
                                           accum_steps=config.grad_accum_steps,
                                           ema_decay=config.ema_decay, mesh=run.mesh)
     new_state, metrics = jax.eval_shape(train_step, run.abstract_state,
-                                        abstract_batch(config, method))
+                                        prepare.abstract_batch(config, method))
     assert metrics["loss"].shape == () and metrics["grad_norm"].shape == ()
     assert jax.tree.structure(new_state) == jax.tree.structure(run.abstract_state)
     assert [x.shape for x in jax.tree.leaves(new_state.params)] == [

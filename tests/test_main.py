@@ -75,7 +75,8 @@ def test_validation_fails_with_one_sentence():
     result = run_cli(f"--config={CONFIG_FILE}", "--config.batch_size=7", "--workdir=/dev/null")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "jaxdiff: batch_size 7 must be a positive multiple of grad_accum_steps x devices = "
+        "jaxdiff: batch_size 7 must be a positive multiple of grad_accum_steps x data x fsdp "
+        "devices = "
         "1 x 2.")
 
 

@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxdiff.models import layers
+
 NETWORK_MODULES = {
     "unet": "jaxdiff.models.unet",
     "dual_unet": "jaxdiff.models.dual_unet",
@@ -41,9 +43,16 @@ def create(model_config, *, network=None, **forced):
     model_config (a dict or ConfigDict): `name` (a key of NETWORK_MODULES; may be left out when
     `network` names it), `preset` (required: a key of that module's PRESETS, or "custom" with
     every field of architecture_fields given) and any constructor argument, which overrides the
-    preset's. `forced` arguments (set by a method, e.g. learn_sigma) win over both.
+    preset's; `dtype` / `param_dtype` may be dtype names ("bfloat16": compute in bfloat16 with
+    float32 parameters) and `remat` a bool or a policy name (layers.REMAT_POLICIES). `forced`
+    arguments (set by a method, e.g. learn_sigma) win over both.
     """
     fields = dict(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
+    for dtype_field in ("dtype", "param_dtype"):
+        if dtype_field in fields:
+            fields[dtype_field] = layers.resolve_dtype(dtype_field, fields[dtype_field])
+    if "remat" in fields:
+        layers.check_remat(fields["remat"])
     name = fields.pop("name", network)
     if network is not None and name != network:
         raise ValueError(f"This method needs the {network!r} network, but config.model.name is "

@@ -1,7 +1,8 @@
 """Attention and the transformer feed-forward block of the jaxdiff networks (Flax linen).
 
 * attention weights softmax_j(q_i . k_j / sqrt(d)) per head (Vaswani et al. 2017), with the logits
-  accumulated and the softmax computed in float32 whatever the activation dtype, and an optional
+  accumulated and the softmax computed in float32 whatever the activation dtype (the networks
+  attend through jax.nn.dot_product_attention with the same semantics, `attend`), and an optional
   key mask m (B, Lk): w_ij = m_j exp(s_ij) / sum_l m_l exp(s_il), i.e. masked keys are left out of
   the softmax (their logits set to the most negative float32), and a query whose keys are all
   masked gets all-zero weights, so its heads output 0 whatever the masked keys hold;
@@ -45,20 +46,45 @@ def attention_weights(q, k, mask=None):
     return jnp.where(keep, weights, 0.0)
 
 
+ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
+
+
+def attend(q, k, v, mask=None, implementation=None):
+    """softmax_j(q_i . k_j / sqrt(d)) v_j per head through jax.nn.dot_product_attention, with the
+    semantics of attention_weights: logits and softmax in float32, masked keys left out, and a
+    query whose keys are all masked gets output 0.
+
+    q: (B, Lq, heads, d), k, v: (B, Lk, heads, d), mask: optional (B, Lk) key mask (True =
+    attend). implementation: None / "xla" (XLA's attention, every backend) or "cudnn" (cuDNN's
+    fused flash attention on NVIDIA GPUs: the (Lq, Lk) weights are never stored, which is what
+    makes self-attention over the 64 x 64 positions of a 1024 px level affordable). A mask
+    always takes the XLA path: cuDNN takes only prefix masks (sequence lengths), and the masked
+    attention here is cross-attention to at most a few hundred text tokens.
+    """
+    if implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"The attention implementation must be one of "
+                         f"{ATTENTION_IMPLEMENTATIONS}, got {implementation!r}.")
+    if mask is None:
+        return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+    keep = jnp.asarray(mask, bool)
+    out = jax.nn.dot_product_attention(q, k, v, mask=keep[:, None, None, :])
+    return jnp.where(keep.any(axis=1)[:, None, None, None], out, jnp.zeros((), out.dtype))
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head dot-product attention (Vaswani et al. 2017) from `x` to `source` tokens.
 
     x: (B, Lq, C), source: (B, Lk, D) (source = x for self-attention), mask: optional (B, Lk)
-    key mask, True = attend (see attention_weights). q, k, v are Dense projections to C channels
-    split in heads of C / heads channels (or `head_channels` channels when set, ADM's
-    num_head_channels); the output projection back to C is zero-initialised when
-    `zero_init_out`. The float32 attention weights are sown in "intermediates" as
-    "attention_weights".
+    key mask, True = attend (see attend). q, k, v are Dense projections to C channels split in
+    heads of C / heads channels (or `head_channels` channels when set, ADM's num_head_channels);
+    the output projection back to C is zero-initialised when `zero_init_out`. `implementation`
+    selects jax.nn.dot_product_attention's kernel (see attend).
     """
 
     num_heads: int = 1
     head_channels: Optional[int] = None
     zero_init_out: bool = True
+    implementation: Optional[str] = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -69,14 +95,12 @@ class MultiHeadAttention(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
 
         def split(y):
-            return y.reshape(y.shape[:2] + (heads, channels // heads))
+            return y.reshape(y.shape[:2] + (heads, channels // heads)).astype(self.dtype)
 
         q = split(Dense(channels, name="query", **kw)(x))
         k = split(Dense(channels, name="key", **kw)(source))
         v = split(Dense(channels, name="value", **kw)(source))
-        weights = attention_weights(q, k, mask)
-        self.sow("intermediates", "attention_weights", weights)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v)
+        out = attend(q, k, v, mask, self.implementation)
         out = out.reshape(x.shape[:2] + (channels,))
         return Dense(channels, zero_init=self.zero_init_out, name="out", **kw)(out)
 
@@ -103,19 +127,21 @@ class AttentionBlock(nn.Module):
     The context is a conditioning.TextContext (e (B, L, D), m (B, L)) or a (B, L, D) array e
     with every token real; only real tokens are attended. The output projections are
     zero-initialised, so the block starts as the identity. Works on images (B, H, W, C) and
-    token sequences (B, L, C).
+    token sequences (B, L, C). `implementation` is the self-attention kernel (see attend).
     """
 
     num_heads: int = 1
     head_channels: Optional[int] = None
     num_groups: int = 32
+    implementation: Optional[str] = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x, context=None):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        attn = dict(num_heads=self.num_heads, head_channels=self.head_channels, **kw)
+        attn = dict(num_heads=self.num_heads, head_channels=self.head_channels,
+                    implementation=self.implementation, **kw)
         tokens = x.reshape(x.shape[0], -1, x.shape[-1]).astype(self.dtype)
         normed = GroupNorm(self.num_groups, name="norm", **kw)(tokens)
         tokens = tokens + MultiHeadAttention(**attn, name="self_attention")(normed, normed)

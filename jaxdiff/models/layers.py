@@ -17,15 +17,17 @@ the DDPM reference code (Ho et al. 2020, `diffusion_tf/nn.py`); layers whose out
 residual sum can be zero-initialised so that every block starts as the identity (Nichol &
 Dhariwal 2021, "Improved DDPM"; Dhariwal & Nichol 2021, "ADM").
 
-Also here: `create_module` (keyword-checked construction of a network from a preset or config)
-and `remat_if` (optional rematerialisation). Blocks that depend on dropout take `train` as their
-last positional argument, so `remat` can mark it static. The blocks built from these primitives
+Also here: `create_module` (keyword-checked construction of a network from a preset or config),
+`remat_if` (optional rematerialisation under a named policy) and `resolve_dtype`. Blocks that
+depend on dropout take `train` as their last positional argument, so `remat` can mark it
+static. The blocks built from these primitives
 live in conditioning.py, attention.py and blocks.py.
 """
 
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 Dtype = Any
@@ -167,13 +169,46 @@ def create_module(module_class, **kwargs):
     return module_class(**kwargs)
 
 
-def remat_if(module_class, enabled: bool, static_argnums: Sequence[int] = ()):
-    """`nn.remat(module_class)` when `enabled`, else `module_class` unchanged.
+# Rematerialisation policies by config name: what a rematerialised block keeps from its forward
+# pass for the backward pass (everything else is recomputed). "none" turns remat off; "full"
+# keeps nothing (plain jax.checkpoint); the other names are jax.checkpoint_policies, e.g.
+# "dots_with_no_batch_dims_saveable" keeps the outputs of matmuls without batch dimensions
+# (dense layers), recomputing convolutions, norms and activations.
+REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable",
+                  "checkpoint_dots", "checkpoint_dots_with_no_batch_dims", "everything_saveable")
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def check_remat(remat) -> None:
+    """ValueError in one sentence unless `remat` is a bool or a name in REMAT_POLICIES."""
+    if not isinstance(remat, bool) and remat not in REMAT_POLICIES:
+        raise ValueError(f"config.model.remat must be true, false or one of {REMAT_POLICIES}, "
+                         f"got {remat!r}.")
+
+
+def resolve_dtype(name: str, value) -> Dtype:
+    """A dtype given by name ("float32", "bfloat16", "float16") or as a dtype, checked; `name`
+    is the config field for the error sentence."""
+    if isinstance(value, str):
+        if value not in DTYPES:
+            raise ValueError(f"config.model.{name} must be one of {sorted(DTYPES)}, got "
+                             f"{value!r}.")
+        return DTYPES[value]
+    return value
+
+
+def remat_if(module_class, remat, static_argnums: Sequence[int] = ()):
+    """`module_class` rematerialised as `remat` says (a bool or a name of REMAT_POLICIES): False
+    or "none" returns it unchanged, True or "full" saves nothing, a policy name saves what that
+    jax.checkpoint_policies policy allows.
 
     static_argnums count `self` as argument 0 (Flax convention), e.g. (3,) for the `train` flag of
     `ResBlock.__call__(self, x, emb, train)`. Rematerialisation recomputes the block's activations
-    in the backward pass instead of storing them; it changes memory, not results.
+    in the backward pass instead of storing them; it changes memory and FLOPs, not results.
     """
-    if not enabled:
+    check_remat(remat)
+    if remat is False or remat == "none":
         return module_class
-    return nn.remat(module_class, static_argnums=tuple(static_argnums))
+    policy = None if remat is True or remat == "full" else getattr(jax.checkpoint_policies, remat)
+    return nn.remat(module_class, static_argnums=tuple(static_argnums), policy=policy)

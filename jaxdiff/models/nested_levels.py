@@ -3,7 +3,7 @@ settings its blocks share, the encoder (down path with skips), the decoder (up p
 them) and the core's middle block."""
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -22,7 +22,8 @@ class Blocks:
     feed_forward: bool
     dropout: float
     num_groups: int
-    remat: bool
+    remat: Union[bool, str]
+    attention_implementation: Optional[str]
     dtype: Dtype
     param_dtype: Dtype
 
@@ -38,7 +39,8 @@ class Blocks:
         """AttentionBlock (self + optional cross), then a FeedForward when feed_forward."""
         block = remat_if(AttentionBlock, self.remat)
         h = block(num_heads=self.num_heads, head_channels=self.head_channels,
-                  num_groups=self.num_groups, name=name, **self.kwargs())(h, context)
+                  num_groups=self.num_groups, implementation=self.attention_implementation,
+                  name=name, **self.kwargs())(h, context)
         if self.feed_forward:
             ffn = remat_if(FeedForward, self.remat, static_argnums=(2,))
             h = ffn(dropout=self.dropout, name=f"{name}_ffn", **self.kwargs())(h, train)

@@ -59,7 +59,7 @@ standalone model.
 """
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -98,7 +98,8 @@ class NestedUNet(nn.Module):
     num_classes: int = 0
     use_context: bool = False
     context_features: int = 0
-    remat: bool = False
+    remat: Union[bool, str] = False
+    attention_implementation: Optional[str] = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -217,7 +218,8 @@ class NestedUNet(nn.Module):
 
     def blocks(self) -> Blocks:
         return Blocks(self.num_heads, self.head_channels, self.attention_feed_forward,
-                      self.dropout, self.num_groups, self.remat, self.dtype, self.param_dtype)
+                      self.dropout, self.num_groups, self.remat, self.attention_implementation,
+                      self.dtype, self.param_dtype)
 
     def inner_model(self) -> "NestedUNet":
         """The model of levels 1 .. depth-1 (its parameters are this model's params["inner"])."""

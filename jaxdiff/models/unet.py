@@ -32,7 +32,7 @@ every weight, bias, norm scale/offset and embedding row counted once; asserted i
 """
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -60,7 +60,8 @@ class UNetArchitecture:
     num_groups: int
     scale_shift: bool
     resblock_updown: bool
-    remat: bool
+    remat: Union[bool, str]
+    attention_implementation: Optional[str]
     dtype: Dtype
     param_dtype: Dtype
 
@@ -102,7 +103,8 @@ class UNetArchitecture:
     def attention_block(self, name: Optional[str] = None):
         block = remat_if(AttentionBlock, self.remat)
         return block(num_heads=self.num_heads, head_channels=self.head_channels,
-                     num_groups=self.num_groups, name=name, **self.module_kwargs())
+                     num_groups=self.num_groups, implementation=self.attention_implementation,
+                     name=name, **self.module_kwargs())
 
     def has_attention(self, h) -> bool:
         return h.shape[1] in self.attention_resolutions
@@ -180,7 +182,8 @@ class UNetBase(nn.Module):
     resblock_updown: bool = False
     num_classes: int = 0
     use_context: bool = False
-    remat: bool = False
+    remat: Union[bool, str] = False
+    attention_implementation: Optional[str] = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 

@@ -43,7 +43,7 @@ its appendix table of the convolutional levels could not be checked here, so the
 (e.g. wider convolutional levels, or per-block time modulation in the transformer) is open.
 """
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -87,13 +87,15 @@ class TransformerBlock(nn.Module):
     mlp_mult: int
     dropout: float
     train: bool
+    attention_implementation: Optional[str] = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, tokens, context):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        attention = dict(num_heads=self.num_heads, head_channels=self.head_channels, **kw)
+        attention = dict(num_heads=self.num_heads, head_channels=self.head_channels,
+                         implementation=self.attention_implementation, **kw)
         normed = LayerNorm(name="norm", **kw)(tokens)
         tokens = tokens + MultiHeadAttention(**attention, name="self_attention")(normed, normed)
         if context is not None:
@@ -130,8 +132,9 @@ class UViT(nn.Module):
     num_groups: int = 32
     num_classes: int = 0
     use_context: bool = False
-    remat: bool = False
+    remat: Union[bool, str] = False
     unroll_transformer: bool = False
+    attention_implementation: Optional[str] = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -171,13 +174,14 @@ class UViT(nn.Module):
 
     def transformer(self, train: bool):
         """The scanned stack of transformer_depth blocks (parameters stacked on axis 0)."""
-        block = nn.remat(TransformerBlock) if self.remat else TransformerBlock
+        block = remat_if(TransformerBlock, self.remat)
         stack = nn.scan(block, variable_axes={"params": 0, "intermediates": 0},
                         split_rngs={"params": True, "dropout": True}, in_axes=nn.broadcast,
                         length=self.transformer_depth, unroll=self.unroll_transformer,
                         metadata_params={nn.PARTITION_NAME: "layers"})
         return stack(self.num_heads, self.head_channels, self.mlp_mult, self.transformer_dropout,
-                     train, dtype=self.dtype, param_dtype=self.param_dtype, name="transformer")
+                     train, self.attention_implementation, dtype=self.dtype,
+                     param_dtype=self.param_dtype, name="transformer")
 
     @nn.compact
     def __call__(self, x, t, labels=None, context=None, train: bool = False):

@@ -23,6 +23,7 @@ sharding.py):
 
 import dataclasses
 import datetime
+import functools
 import time
 from typing import Any, Iterator, Optional, Sequence
 
@@ -59,7 +60,7 @@ class TrainResult:
 
 def validate_config(config, num_devices: int, process_count: int) -> None:
     """Fails with one sentence on a config that cannot run on this topology."""
-    sharding_lib.resolve_mesh_shape(dict(config.mesh), num_devices)
+    mesh_shape = sharding_lib.resolve_mesh_shape(dict(config.mesh), num_devices)
     sharding_lib.rules_from_config(config.sharding.rules)
     state_lib.check_optimizer_config(config.optimizer)
     state_lib.check_ema_decay(config.ema_decay)
@@ -67,18 +68,17 @@ def validate_config(config, num_devices: int, process_count: int) -> None:
     if config.get("text") is not None:
         check_text_config(config.text)
         check_prompt_encoder(config)
-    per_step = config.grad_accum_steps * num_devices
-    if config.batch_size <= 0 or config.batch_size % per_step:
+    batch_ways = num_devices // mesh_shape[sharding_lib.MESH_AXES.index("tensor")]
+    if config.batch_size <= 0 or config.batch_size % (config.grad_accum_steps * batch_ways):
         raise ValueError(f"batch_size {config.batch_size} must be a positive multiple of "
-                         f"grad_accum_steps x devices = {config.grad_accum_steps} x {num_devices}.")
+                         f"grad_accum_steps x data x fsdp devices = {config.grad_accum_steps} x "
+                         f"{batch_ways}.")
     if config.batch_size % process_count:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{process_count} processes.")
     for name in ("num_steps", "log_every", "checkpoint.every", "checkpoint.keep",
                  "max_nonfinite_streak"):
-        value = config
-        for part in name.split("."):
-            value = value[part]
+        value = functools.reduce(lambda section, part: section[part], name.split("."), config)
         if value <= 0:
             raise ValueError(f"config.{name} must be positive, got {value}.")
 

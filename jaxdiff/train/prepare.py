@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxdiff import data, methods
 from jaxdiff.methods.base import Method
@@ -84,6 +85,27 @@ def prepare_stage(config, workdir: str, mode: str, devices: Sequence[Any],
                 process_count=jax.process_count())
     run = loop.setup(config, method, devices)  # traces the network on the configured side
     return Stage(config, workdir, method, run, validated, mix_validated)
+
+
+def abstract_batch(config, method: Method, sharding=None) -> dict:
+    """ShapeDtypeStructs of one global batch of config.batch_size as the data pipeline makes it
+    (optionally with a sharding): uint8 images (each of the method's image keys), labels and,
+    for a text-conditioned method, tokens or float16 embeddings with their mask."""
+    side, size = config.data.resolution, config.batch_size
+
+    def struct(shape, dtype):
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+    batch = {key: struct((size, side, side, 3), np.uint8) for key in method.image_keys}
+    batch["label"] = struct((size,), np.int32)
+    if method.text is not None:
+        length = method.text.max_length
+        batch["mask"] = struct((size, length), np.bool_)
+        if method.text.encoder == "trained":
+            batch["tokens"] = struct((size, length), np.int32)
+        else:
+            batch["embeddings"] = struct((size, length, method.text.embed_dim), np.float16)
+    return batch
 
 
 def check_classes(method: Method, spec: data.DatasetSpec) -> None:

@@ -84,10 +84,14 @@ def grid_columns(method: Method, num_samples: int, prompts: Optional[list] = Non
 
 def make_sampler(method: Method, mesh, num_samples: int, inputs: Optional[dict] = None):
     """jitted (params, rng) -> samples with the conditioning `inputs` (sampler_inputs; default
-    the classes in turn), replicated on every device of `mesh`."""
+    the classes in turn). The samples are split over the mesh's batch devices when they divide
+    num_samples, so that each chip computes its share of the sampler's steps (XLA propagates
+    the output sharding back through the scan); otherwise every device computes them all."""
     inputs = inputs if inputs is not None else {"labels": sample_labels(method, num_samples)}
+    split = num_samples % sharding_lib.batch_devices(mesh) == 0
     return jax.jit(lambda params, rng: method.sample(params, rng, num_samples, **inputs),
-                   out_shardings=sharding_lib.replicated(mesh))
+                   out_shardings=(sharding_lib.batch_sharding(mesh) if split
+                                  else sharding_lib.replicated(mesh)))
 
 
 def highest_resolution(samples: Any) -> np.ndarray:

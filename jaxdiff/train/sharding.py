@@ -1,11 +1,18 @@
 """Device mesh and sharding policy: mesh axes from the config, parameters sharded by rules on
 their Flax logical axis names, batches split over every device.
 
-The mesh has the axes `MESH_AXES = ("data", "fsdp")`. The batch is split over both axes (pure data
-parallelism when fsdp = 1); parameters and optimizer moments are split over `fsdp` by the logical
-rules (ZeRO-3 / FSDP style: XLA gathers a parameter where it is used). Config fields:
+The mesh has the axes `MESH_AXES = ("data", "fsdp", "tensor")`. The batch is split over
+`BATCH_AXES = ("data", "fsdp")` (pure data parallelism when fsdp = 1); parameters and optimizer
+moments are split over `fsdp` by the logical rules (ZeRO-3 / FSDP style: XLA gathers a parameter
+where it is used). The `tensor` axis (default size 1) holds copies of the same rows: a rule such
+as ("channels_out", "tensor") with ("channels_in", "fsdp") splits every kernel's output channels
+over it (Megatron-style tensor parallelism for convolutions and dense layers: XLA's SPMD
+partitioner then splits the activations' channels too), which lowers activation memory per chip
+when one image per chip is already too much. It is the last mesh axis, so its devices are
+neighbours (one host's chips). Config fields:
 
-    config.mesh.data, config.mesh.fsdp   sizes; exactly one may be -1, meaning "the rest"
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor
+                                          sizes; exactly one may be -1, meaning "the rest"
     config.sharding.rules                 sequence of (logical name, mesh axis or None); names
                                           not listed are replicated. Default DEFAULT_RULES.
 """
@@ -19,7 +26,8 @@ import optax
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-MESH_AXES = ("data", "fsdp")
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
 DEFAULT_RULES = (("channels_out", "fsdp"),)
 
 
@@ -123,8 +131,14 @@ def opt_state_shardings(tx: optax.GradientTransformation, abstract_params: Any,
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) dimension split over every mesh axis, the rest replicated."""
-    return NamedSharding(mesh, PartitionSpec(MESH_AXES))
+    """Leading (batch) dimension split over BATCH_AXES, the rest replicated (and replicated over
+    the tensor axis)."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def batch_devices(mesh: Mesh) -> int:
+    """How many ways the batch is split: the data x fsdp devices."""
+    return int(np.prod([mesh.shape[axis] for axis in BATCH_AXES]))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -8,6 +8,9 @@ Optimizer config fields (`config.optimizer`):
     b1, b2, eps     AdamW moments (Loshchilov & Hutter 2019)
     weight_decay    decoupled weight decay
     grad_clip       clip by global norm (Pascanu et al. 2013); 0 disables clipping
+    moment_dtype    "float32" or "bfloat16": the dtype of AdamW's first moment (optax's
+                    mu_dtype; the second moment stays float32, its squares underflow bfloat16's
+                    precision). bfloat16 saves 2 bytes per parameter and chip under FSDP.
 """
 
 from typing import Any
@@ -20,6 +23,7 @@ import optax
 from jaxdiff.checks import number_in, one_of
 
 SCHEDULES = ("constant", "cosine")
+MOMENT_DTYPES = ("float32", "bfloat16")
 
 
 @flax.struct.dataclass
@@ -50,6 +54,7 @@ def check_optimizer_config(opt_config) -> None:
         "eps": number_in(0.0, low_open=True),
         "weight_decay": number_in(0.0),
         "grad_clip": number_in(0.0),  # 0 disables clipping
+        "moment_dtype": one_of(*MOMENT_DTYPES),
     }
     for field, check in field_checks.items():
         check(f"config.optimizer.{field}", opt_config[field])
@@ -76,7 +81,8 @@ def create_optimizer(opt_config, num_steps: int) -> optax.GradientTransformation
     """Global-norm gradient clipping followed by AdamW with the learning-rate schedule."""
     adamw = optax.adamw(learning_rate_schedule(opt_config, num_steps), b1=opt_config.b1,
                         b2=opt_config.b2, eps=opt_config.eps,
-                        weight_decay=opt_config.weight_decay)
+                        weight_decay=opt_config.weight_decay,
+                        mu_dtype=jnp.dtype(opt_config.get("moment_dtype", "float32")))
     if opt_config.grad_clip > 0:
         return optax.chain(optax.clip_by_global_norm(opt_config.grad_clip), adamw)
     return adamw

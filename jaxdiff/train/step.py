@@ -23,7 +23,7 @@ def split_microbatches(batch: dict, accum_steps: int, mesh: Mesh) -> dict:
     def split(x):
         micro = x.reshape((x.shape[0] // accum_steps, accum_steps) + x.shape[1:])
         micro = jnp.swapaxes(micro, 0, 1)
-        spec = PartitionSpec(None, sharding_lib.MESH_AXES)
+        spec = PartitionSpec(None, sharding_lib.BATCH_AXES)
         return jax.lax.with_sharding_constraint(micro, NamedSharding(mesh, spec))
     return jax.tree.map(split, batch)
 

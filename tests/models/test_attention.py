@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_layers import KEY, assert_logical_axes
 
-from jaxdiff.models.attention import (AttentionBlock, FeedForward, MultiHeadAttention,
+from jaxdiff.models.attention import (AttentionBlock, FeedForward, MultiHeadAttention, attend,
                                       attention_weights, num_attention_heads)
 
 
@@ -55,19 +55,31 @@ def test_num_attention_heads():
         num_attention_heads(96, 5, None)
 
 
-def test_attention_block_identity_at_init_and_sows_float32_weights():
+def test_attention_block_identity_at_init():
     x = jax.random.normal(KEY, (2, 4, 4, 8)).astype(jnp.bfloat16)
     context = jax.random.normal(KEY, (2, 3, 5))
     module = AttentionBlock(num_heads=2, num_groups=4, dtype=jnp.bfloat16)
     variables = module.init(KEY, x, context)
     assert_logical_axes(variables["params"])
-    out, state = module.apply(variables, x, context, mutable=["intermediates"])
-    np.testing.assert_array_equal(out, x)
-    self_w = state["intermediates"]["self_attention"]["attention_weights"][0]
-    cross_w = state["intermediates"]["cross_attention"]["attention_weights"][0]
-    assert self_w.dtype == cross_w.dtype == jnp.float32
-    assert self_w.shape == (2, 2, 16, 16) and cross_w.shape == (2, 2, 16, 3)
-    np.testing.assert_allclose(cross_w.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(module.apply(variables, x, context), x)
+
+
+@pytest.mark.parametrize("dtype, atol", [(jnp.float32, 1e-6), (jnp.bfloat16, 2e-2)])
+def test_attend_equals_float32_weights_times_values(dtype, atol):
+    """jax.nn.dot_product_attention (attend) against attention_weights' float32 softmax, with a
+    mask whose second row is all masked (output 0)."""
+    q, k, v = (jax.random.normal(jax.random.key(i), shape).astype(dtype) for i, shape in
+               enumerate([(2, 5, 3, 4), (2, 6, 3, 4), (2, 6, 3, 4)]))
+    expected = jnp.einsum("bhqk,bkhd->bqhd", attention_weights(q, k), v.astype(jnp.float32))
+    out = attend(q, k, v)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out.astype(jnp.float32), expected, atol=atol)
+    mask = jnp.array([[True, False, True, True, False, True], [False] * 6])
+    masked = jnp.einsum("bhqk,bkhd->bqhd", attention_weights(q, k, mask), v.astype(jnp.float32))
+    np.testing.assert_allclose(attend(q, k, v, mask).astype(jnp.float32), masked, atol=atol)
+    np.testing.assert_array_equal(attend(q, k, v, mask)[1], 0.0)
+    with pytest.raises(ValueError, match="implementation"):
+        attend(q, k, v, implementation="flash")
 
 
 def test_feed_forward_identity_at_init():
@@ -82,12 +94,13 @@ def test_masked_attention_equals_attention_over_the_unmasked_keys():
     mask = jnp.array([[True, False, True, True, False], [False, False, False, True, True]])
     module = MultiHeadAttention(num_heads=2, zero_init_out=False)
     variables = module.init(KEY, x, source)
-    out, state = module.apply(variables, x, source, mask, mutable=["intermediates"])
+    out = module.apply(variables, x, source, mask)
     for row, keys in enumerate(([0, 2, 3], [3, 4])):
         subset = module.apply(variables, x[row:row + 1], source[row:row + 1, jnp.array(keys)])
         np.testing.assert_allclose(out[row:row + 1], subset, atol=1e-6)
     # Masked keys get weight exactly 0; the others' weights still sum to 1.
-    weights = state["intermediates"]["attention_weights"][0]
+    q, k = (jax.random.normal(jax.random.key(i), (2, 3, 2, 4)) for i in (2, 3))
+    weights = attention_weights(q, jnp.concatenate([k, k[:, :2]], axis=1), mask)
     np.testing.assert_array_equal(jnp.where(mask[:, None, None, :], 0.0, weights), 0.0)
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
 

@@ -70,12 +70,13 @@ def test_res_block_rejects_unknown_resample():
             KEY, jnp.ones((1, 4, 4, 8)), jnp.ones((1, 4)))
 
 
-def test_remat_gives_identical_values_and_gradients():
-    assert remat_if(ResBlock, False) is ResBlock
+@pytest.mark.parametrize("policy", [True, "full", "dots_with_no_batch_dims_saveable"])
+def test_remat_gives_identical_values_and_gradients(policy):
+    assert remat_if(ResBlock, False) is ResBlock and remat_if(ResBlock, "none") is ResBlock
     x = jax.random.normal(KEY, (2, 4, 4, 8))
     emb = jax.random.normal(jax.random.key(1), (2, 12))
     plain = ResBlock(8, dropout=0.5, num_groups=4, zero_init_last=False)
-    remat = remat_if(ResBlock, True, static_argnums=(3,))(
+    remat = remat_if(ResBlock, policy, static_argnums=(3,))(
         8, dropout=0.5, num_groups=4, zero_init_last=False)
     params = nn.unbox(plain.init(KEY, x, emb)["params"])
 

@@ -115,6 +115,17 @@ def test_wrappers_carry_axis_names_and_compute_in_dtype():
     assert_logical_axes(variables["params"])
 
 
+def test_remat_policies_and_dtypes_are_checked_by_name():
+    for remat in (True, False, "none", "full", "dots_with_no_batch_dims_saveable"):
+        L.check_remat(remat)
+    with pytest.raises(ValueError, match="^config.model.remat must be true, false or one of "):
+        L.check_remat("dots")
+    assert L.resolve_dtype("dtype", "bfloat16") == jnp.bfloat16
+    assert L.resolve_dtype("dtype", jnp.float32) == jnp.float32
+    with pytest.raises(ValueError, match="^config.model.dtype must be one of "):
+        L.resolve_dtype("dtype", "bf16")
+
+
 def test_create_module_rejects_unknown_arguments():
     assert L.create_module(L.Conv, features=4, zero_init=True) == L.Conv(4, zero_init=True)
     with pytest.raises(ValueError, match=r"Unknown Conv arguments \['width'\]"):

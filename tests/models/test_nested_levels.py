@@ -10,7 +10,8 @@ from jaxdiff.models.nested_levels import Blocks, LevelDecoder, LevelEncoder
 
 KEY = jax.random.key(0)
 BLOCKS = Blocks(num_heads=2, head_channels=None, feed_forward=True, dropout=0.0, num_groups=4,
-                remat=False, dtype=jnp.float32, param_dtype=jnp.float32)
+                remat=False, attention_implementation=None, dtype=jnp.float32,
+                param_dtype=jnp.float32)
 LEVEL = dict(channels=(8, 16), num_res_blocks=(2, 1), attention_layers=(0, 1), blocks=BLOCKS)
 
 

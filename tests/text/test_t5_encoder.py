@@ -67,8 +67,7 @@ def test_config_from_hf_config_defaults_and_errors():
 def test_params_carry_logical_axes_and_shard_over_fsdp():
     config = t5.T5EncoderConfig(vocab_size=192, d_model=32, d_kv=8, num_heads=4, d_ff=64,
                                 num_layers=2, feed_forward_proj="gated-gelu")
-    mesh = jax.make_mesh((2, 4), sharding.MESH_AXES,
-                         axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    mesh = sharding.create_mesh({"data": 2, "fsdp": 4})
     specs = jax.tree.map(lambda s: s.spec, sharding.param_shardings(
         abstract_t5_params(config), mesh, sharding.DEFAULT_RULES))
     assert specs["shared"]["embedding"]["embedding"] == P(None, "fsdp")
@@ -89,8 +88,7 @@ def test_flan_t5_xl_encoder_is_planned_without_allocating():
     shapes = nn.meta.unbox(abstract)
     assert sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes)) == 1_223_527_424
     assert all(s.dtype == jax.numpy.bfloat16 for s in jax.tree.leaves(shapes))
-    mesh = jax.make_mesh((1, 8), sharding.MESH_AXES,
-                         axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    mesh = sharding.create_mesh({"data": 1, "fsdp": 8})
     shardings = sharding.param_shardings(abstract, mesh, sharding.DEFAULT_RULES)
     for path, leaf in jax.tree_util.tree_leaves_with_path(shardings):
         if len(leaf.spec) == 2 and "relative_attention_bias" not in jax.tree_util.keystr(path):

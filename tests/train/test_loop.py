@@ -19,8 +19,11 @@ from jaxdiff.train import loop
 def test_validation_rejects_indivisible_batch():
     config = toy.toy_config(batch_size=12, grad_accum_steps=1)
     with pytest.raises(ValueError, match="batch_size 12 must be a positive multiple of "
-                                         "grad_accum_steps x devices = 1 x 8"):
+                                         "grad_accum_steps x data x fsdp devices = 1 x 8"):
         loop.validate_config(config, num_devices=8, process_count=1)
+    # The tensor axis holds copies of the same rows: 12 rows split 4 ways over data x fsdp.
+    loop.validate_config(toy.toy_config(batch_size=12, grad_accum_steps=1,
+                                        **{"mesh.tensor": 2}), num_devices=8, process_count=1)
     config = toy.toy_config(**{"checkpoint.every": 0})
     with pytest.raises(ValueError, match="config.checkpoint.every must be positive"):
         loop.validate_config(config, num_devices=8, process_count=1)

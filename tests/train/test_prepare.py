@@ -92,7 +92,7 @@ def test_setup_builds_once_and_the_run_uses_what_it_built(tmp_path, monkeypatch)
     stages = prepare.prepare(toy.toy_config(num_steps=2), str(tmp_path / "run"), "train")
     (stage,) = stages
     assert stage.data[1].name == "builtin:digits" and stage.mix_data is None
-    assert dict(stage.run.mesh.shape) == {"data": 8, "fsdp": 1}
+    assert dict(stage.run.mesh.shape) == {"data": 8, "fsdp": 1, "tensor": 1}
     once = {"build": 1, "setup": 1, "validate_config": 1, "validate_data_config": 1,
             "read_reference_images": 0}
     assert calls == once

@@ -14,9 +14,10 @@ from jaxdiff.train import loop, sharding
 
 
 def test_mesh_shape_fills_the_rest_and_validates():
-    assert sharding.resolve_mesh_shape({"data": -1, "fsdp": 2}, 8) == (4, 2)
-    assert sharding.resolve_mesh_shape({"data": 2, "fsdp": -1}, 8) == (2, 4)
-    assert sharding.resolve_mesh_shape({"data": 8}, 8) == (8, 1)
+    assert sharding.resolve_mesh_shape({"data": -1, "fsdp": 2}, 8) == (4, 2, 1)
+    assert sharding.resolve_mesh_shape({"data": 2, "fsdp": -1}, 8) == (2, 4, 1)
+    assert sharding.resolve_mesh_shape({"data": 8}, 8) == (8, 1, 1)
+    assert sharding.resolve_mesh_shape({"data": -1, "fsdp": 2, "tensor": 2}, 8) == (2, 2, 2)
     with pytest.raises(ValueError, match="multiply to 6, not to the 8 devices"):
         sharding.resolve_mesh_shape({"data": 3, "fsdp": 2}, 8)
     with pytest.raises(ValueError, match="8 is not divisible by 3"):
@@ -26,8 +27,21 @@ def test_mesh_shape_fills_the_rest_and_validates():
     with pytest.raises(ValueError, match="at most one -1"):
         sharding.resolve_mesh_shape({"data": -1, "fsdp": -1}, 8)
     mesh = sharding.create_mesh({"data": 4, "fsdp": 2})
-    assert dict(mesh.shape) == {"data": 4, "fsdp": 2}
-    assert mesh.axis_types == (jax.sharding.AxisType.Auto,) * 2
+    assert dict(mesh.shape) == {"data": 4, "fsdp": 2, "tensor": 1}
+    assert mesh.axis_types == (jax.sharding.AxisType.Auto,) * 3
+
+
+def test_the_tensor_axis_splits_channels_and_copies_the_batch():
+    """tensor = 2: kernels' output channels split over it by a rule, the batch split over data x
+    fsdp only."""
+    config = toy.toy_config(**{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2})
+    config.sharding.rules = [("channels_in", "fsdp"), ("channels_out", "tensor")]
+    run = loop.setup(config, methods.build(config))
+    # Conv_0 maps 3 image channels (not divisible by fsdp = 2: replicated) to its features.
+    kernel = run.state_shardings.params["Conv_0"]["conv"]["kernel"]
+    assert kernel.spec == P(None, None, None, "tensor")
+    assert sharding.batch_sharding(run.mesh).spec == P(("data", "fsdp"))
+    assert sharding.batch_devices(run.mesh) == 4
 
 
 def test_rules_map_logical_names_with_divisibility_fallback():

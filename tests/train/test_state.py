@@ -1,5 +1,6 @@
 """jaxdiff/train/state.py: the learning-rate schedules and the EMA update."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -20,6 +21,18 @@ def test_learning_rate_schedule_values():
     config.optimizer.schedule = "linear"
     with pytest.raises(ValueError, match="config.optimizer.schedule must be one of "
                                          "\\['constant', 'cosine'\\], got 'linear'"):
+        state.check_optimizer_config(config.optimizer)
+
+
+def test_bfloat16_first_moments():
+    config = toy.toy_config()
+    params = {"w": np.ones((3, 2), np.float32)}
+    config.optimizer.moment_dtype = "bfloat16"
+    adam = state.create_optimizer(config.optimizer, num_steps=10).init(params)
+    moments = [leaf for leaf in jax.tree.leaves(adam) if getattr(leaf, "shape", ()) == (3, 2)]
+    assert sorted(str(m.dtype) for m in moments) == ["bfloat16", "float32"]  # mu, nu
+    config.optimizer.moment_dtype = "float16"
+    with pytest.raises(ValueError, match="config.optimizer.moment_dtype must be one of"):
         state.check_optimizer_config(config.optimizer)
 
 
