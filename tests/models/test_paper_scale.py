@@ -85,7 +85,7 @@ def test_mdm_1024_train_step_lowers_on_an_fsdp_mesh():
     # In the lowered module: the mesh, every fsdp-sharded parameter and its two Adam moments
     # annotated as such on the arguments, and the batch split over both mesh axes.
     text = lowered.as_text()
-    assert 'sdy.mesh @mesh = <["data"=2, "fsdp"=4]>' in text
+    assert 'sdy.mesh @mesh = <["data"=2, "fsdp"=4, "tensor"=1]>' in text
     shardings = jax.tree_util.tree_leaves(params_sharding)
     sizes = [math.prod(p.shape) for p in jax.tree_util.tree_leaves(params)]
     num_sharded = sum("fsdp" in s.spec for s in shardings)

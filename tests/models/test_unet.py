@@ -77,16 +77,14 @@ def test_remat_gives_identical_outputs_and_gradients(trained_params):
     assert_same_value_and_grad(remat, plain)
 
 
-def test_bfloat16_forward_is_close_and_softmax_is_float32(trained_params):
+def test_bfloat16_forward_is_close(trained_params):
+    """bfloat16 activations against float32 (the attention's float32 softmax is checked in
+    test_attention.py)."""
     bf16_model = unet.create(**TINY, dtype=jnp.bfloat16)
     f32 = APPLY({"params": trained_params}, X, T, LABELS, CONTEXT)
-    bf16, state = fast_jit(lambda p: bf16_model.apply(
-        {"params": p}, X, T, LABELS, CONTEXT, mutable=["intermediates"]))(trained_params)
+    bf16 = fast_jit(lambda p: bf16_model.apply({"params": p}, X, T, LABELS, CONTEXT))(
+        trained_params)
     assert_bfloat16_close(bf16, f32)
-    weights = jax.tree_util.tree_leaves(state["intermediates"])
-    # Attention at 8x8: encoder 1, middle 1, decoder 2 blocks; each self and cross.
-    assert len(weights) == 8
-    assert all(w.dtype == jnp.float32 for w in weights)
 
 
 def test_context_conditioning_uses_the_context(boxed_params):
