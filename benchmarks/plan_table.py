@@ -7,6 +7,8 @@
 import argparse
 import json
 
+from jaxdiff.plan.report import largest_found
+
 GIB = 2 ** 30
 
 
@@ -19,8 +21,7 @@ def row(record: dict) -> str:
     step = record["step"]
     fits = "yes" if step["fits"] else "no"
     peak = f"{step['memory']['peak'] / GIB:.1f}" if step["fits"] else "-"
-    largest = ("-" if not record["tried"] else
-               str(max([b for b, ok, _ in record["tried"] if ok], default=0)))
+    largest = largest_found(record["tried"]) if record["tried"] else "-"
     accum = record["accum_steps"]
     tflop_step = step["flops"] / 1e12
     gflop_image = step["flops_per_image"] / 1e9

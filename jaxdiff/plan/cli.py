@@ -16,12 +16,17 @@ _TARGET = flags.DEFINE_string("target", "tpu:v5p:2x2x2",
                               "gpu:<chip>:<gpus>[x<hosts>] (jaxdiff/plan/targets.py).")
 _PER_CHIP_BATCH = flags.DEFINE_integer("per_chip_batch", None,
                                        "Plan mode: images per chip per microbatch (default: "
-                                       "the config's batch_size / (grad_accum_steps x chips)).")
+                                       "the config's batch_size / (grad_accum_steps x chips)); "
+                                       "with --find_batch, where the search starts.")
 _GRAD_ACCUM = flags.DEFINE_integer("grad_accum", None, "Plan mode: accumulation steps "
                                    "(default: the config's, or with --find_batch what reaches "
                                    "its global batch).")
 _FIND_BATCH = flags.DEFINE_bool("find_batch", False,
                                 "Plan mode: find the largest per-chip batch that fits.")
+_BATCH_TOLERANCE = flags.DEFINE_float("batch_tolerance", 0.0,
+                                      "Plan mode, --find_batch: stop when the smallest refused "
+                                      "batch is at most this fraction of the largest fitting "
+                                      "one above it (0: the exact largest).")
 _SAMPLER = flags.DEFINE_bool("plan_sampler", True,
                              "Plan mode: also compile the sampler (one sample per chip).")
 _UTILISATION = flags.DEFINE_float("utilisation", planner.DEFAULT_UTILISATION,
@@ -45,12 +50,16 @@ def run(config, config_name: str) -> planner.Plan:
     use_host_backend()
     if not 0 < _UTILISATION.value <= 1:
         raise ValueError(f"--utilisation must be in (0, 1], got {_UTILISATION.value}.")
+    if not 0 <= _BATCH_TOLERANCE.value < 1:
+        raise ValueError(f"--batch_tolerance must be in [0, 1), got {_BATCH_TOLERANCE.value}.")
     target = parse_target(_TARGET.value)
     devices = target.devices()
     tried = []
     if _FIND_BATCH.value:
         print(f"finding the largest per-chip batch on {target.spec}:", flush=True)
-        batch, stage, compiled, tried = planner.find_batch(config, target, devices)
+        start = _PER_CHIP_BATCH.value or planner.search_start(config, target)
+        batch, stage, compiled, tried = planner.find_batch(config, target, devices, start,
+                                                           _BATCH_TOLERANCE.value)
         accum = _GRAD_ACCUM.value or planner.accumulation_for(config, target, max(batch, 1))
     else:
         accum = _GRAD_ACCUM.value or config.grad_accum_steps

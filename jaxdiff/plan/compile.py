@@ -12,8 +12,11 @@ Per chip (each figure is the most loaded chip's; FSDP shards are equal):
     memory          the compiled program's memory_analysis(): arguments, outputs, aliased
                     (donated) bytes and temporaries; peak = arguments + outputs - aliased +
                     temporaries (the live set XLA plans: the donated state is reused in place)
-    fits            TPU: the compiler refuses a program over the chip's HBM (RESOURCE_EXHAUSTED,
-                    its sentence is kept); GPU: peak <= HBM
+    fits            peak <= HBM, on TPU also the compiler's acceptance: libtpu refuses a
+                    program whose temporaries exceed the HBM (RESOURCE_EXHAUSTED, its sentence
+                    is kept), but it compares only the temporaries (it accepted the 128 px
+                    U-ViT at 42 images per v5p chip, a peak of 101.9 GiB with the arguments),
+                    so the peak check is the stricter; GPU: the peak check alone
     FLOPs           flops.count_flops on the step's jaxpr (scan bodies x length, remat
                     recomputation included); the independent count: XLA's cost analysis of the
                     program as written (the lowered, unpartitioned HLO, every op, scan bodies
@@ -24,6 +27,7 @@ Per chip (each figure is the most loaded chip's; FSDP shards are equal):
 
 import dataclasses
 import math
+import re
 import time
 from typing import Any, Optional
 
@@ -50,10 +54,18 @@ class CompiledPlan:
     hlo_flops: float            # the lowered program's cost analysis, whole, scan bodies once
     xla_flops: Optional[float]  # the compiled program's, per chip, scan bodies once
     compile_seconds: float
+    needed_bytes: Optional[int] = None  # a refused TPU program: its peak from the compiler's
+                                        # figure (needed_bytes below)
 
     @property
     def peak_bytes(self) -> Optional[int]:
         return self.memory.get("peak")
+
+    @property
+    def search_bytes(self) -> Optional[int]:
+        """The peak, or for a refused program without one the bytes the compiler said it
+        needed: the memory figure the batch search draws its line through."""
+        return self.peak_bytes or self.needed_bytes
 
     @property
     def repeated_flops(self) -> float:
@@ -87,8 +99,11 @@ def state_bytes(abstract_state) -> dict:
             "optimizer": shard_bytes(abstract_state.opt_state)}
 
 
-def compile_traced(traced, target: Target, program: str, images: int) -> CompiledPlan:
-    """Compile a jax `Traced` program for the target and read its memory and FLOPs."""
+def compile_traced(traced, target: Target, program: str, images: int,
+                   argument_bytes: int = 0) -> CompiledPlan:
+    """Compile a jax `Traced` program for the target and read its memory and FLOPs;
+    argument_bytes (per chip) completes the peak of a refused program whose compiler figure
+    counts only temporaries."""
     count = flops_lib.count_jaxpr(traced.jaxpr.jaxpr)
     start = time.perf_counter()
     lowered = traced.lower()
@@ -98,8 +113,9 @@ def compile_traced(traced, target: Target, program: str, images: int) -> Compile
     except Exception as error:  # XlaRuntimeError; its class is not public API
         if "RESOURCE_EXHAUSTED" not in str(error):
             raise
-        return CompiledPlan(program, images, False, refusal_sentence(str(error)), {}, count,
-                            hlo_flops, None, time.perf_counter() - start)
+        refusal = refusal_sentence(str(error))
+        return CompiledPlan(program, images, False, refusal, {}, count, hlo_flops, None,
+                            time.perf_counter() - start, needed_bytes(refusal, argument_bytes))
     seconds = time.perf_counter() - start
     stats = compiled.memory_analysis()
     memory = dict(argument=stats.argument_size_in_bytes, output=stats.output_size_in_bytes,
@@ -137,6 +153,19 @@ def refusal_sentence(message: str) -> str:
         if "RESOURCE_EXHAUSTED" in line or "Ran out of memory" in line:
             return line[:300]
     return lines[0][:300]
+
+
+def needed_bytes(refusal: str, argument_bytes: int = 0) -> Optional[int]:
+    """The peak a refused TPU program needed, from the compiler's sentence, in XLA's binary
+    units: "Used 41.20G of 15.75G hbm" is the whole; "... required for HLO temporaries
+    (36.81G) exceeds available HBM (15.75G)" counts only temporaries, so argument_bytes (the
+    program's inputs per chip) are added. None when the sentence gives no figure."""
+    figure = re.search(r"(required for [^(]*\(|Used )([\d.]+)([KMGT]?)(?:i?B)?\b", refusal)
+    if not figure:
+        return None
+    scale = 1024 ** "_KMGT".index(figure[3] or "_")
+    temporaries_only = "temporaries" in figure[1]
+    return int(float(figure[2]) * scale) + (argument_bytes if temporaries_only else 0)
 
 
 def prepare_run(config, devices: list):

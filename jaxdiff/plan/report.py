@@ -29,6 +29,17 @@ def step_seconds(flops_per_chip: float, peak_flops: float, utilisation: float) -
     return flops_per_chip / (peak_flops * utilisation)
 
 
+def largest_found(tried: list) -> str:
+    """The batch search's answer from its (batch, fits, bytes) tries: "N" when N + 1 was
+    refused, "N (M refused)" when it stopped at a tolerance or its compile budget, ">= N" when
+    nothing was refused."""
+    best = max([b for b, fits, _ in tried if fits], default=0)
+    refused = min([b for b, fits, _ in tried if not fits], default=None)
+    if refused is None:
+        return f">= {best}"
+    return str(best) if refused == best + 1 else f"{best} ({refused} refused)"
+
+
 def describe_model(config) -> str:
     model = config.model
     return (f"{model.get('name', '?')} preset {model.get('preset', '?')}, compute "
@@ -79,7 +90,10 @@ def format_plan(plan: Plan, config, utilisation: float) -> str:
              f"mesh: {dict(config.mesh)} over {target.num_chips} chips"]
     for batch, fits, peak in plan.tried:
         lines.append(f"  tried {batch} image(s) per chip: "
-                     + (f"fits, peak {gib(peak)}" if fits else "does not fit"))
+                     + (f"fits, peak {gib(peak)}" if fits else "does not fit"
+                        + (f", needs {gib(peak)}" if peak else "")))
+    if plan.tried:
+        lines.append(f"largest per-chip batch found: {largest_found(plan.tried)}")
     if plan.per_chip_batch == 0:
         lines.append("batch: not even 1 image per chip fits")
     else:
