@@ -12,7 +12,8 @@
     --mode=sample [--prompt="a red seven" --prompt=... | --prompt_file=FILE]
         [--negative_prompt=TEXT] [--guidance_scale=W]: samples of a text-conditioned run, the
         prompts in turn (default config.text.prompts), guided away from the negative prompt
-    --mode=plan --target=tpu:v5p:2x2x2|gpu:h100:8|... [--per_chip_batch=B] [--find_batch]:
+    --mode=plan --target=tpu:v5p:2x2x2|gpu:h100:8|... [--per_chip_batch=B] [--find_batch
+        [--batch_tolerance=F]]:
         the train step and sampler compiled for that TPU slice or GPU mesh on this machine,
         with per-chip memory, FLOPs and the largest batch (jaxdiff/plan)
 

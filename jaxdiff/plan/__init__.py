@@ -2,8 +2,9 @@
 slice or a GPU mesh on a CPU, with per-chip memory, FLOPs and the largest batch.
 
     python -m jaxdiff.plan --config=configs/mdm.py:cc12m1024 --target=tpu:v5p:2x2x2
-        [--per_chip_batch=B] [--grad_accum=A] [--find_batch] [--utilisation=0.4]
-        [--noplan_sampler] [--plan_output=plan.json] [--config.model.remat=full ...]
+        [--per_chip_batch=B] [--grad_accum=A] [--find_batch [--batch_tolerance=0.1]]
+        [--utilisation=0.4] [--noplan_sampler] [--plan_output=plan.json]
+        [--config.model.remat=full ...]
     python -m jaxdiff.main --mode=plan ...            (the same flags)
 
 Needs `pip install 'jaxdiff[plan]'` (libtpu for TPU targets, the CUDA PJRT plugin for GPU
