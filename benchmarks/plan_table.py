@@ -33,8 +33,8 @@ def row(record: dict) -> str:
 
 
 HEADER = ("| config | target | images per chip x accumulation | fits | largest per-chip batch "
-          "| peak GiB / HBM | TFLOP per compiled step | GFLOP per image | independent / jaxpr FLOPs "
-          "| command |\n"
+          "| peak GiB / HBM | TFLOP per compiled step | GFLOP per image "
+          "| independent / jaxpr FLOPs | command |\n"
           "|---|---|---|---|---|---|---|---|---|---|")
 
 

@@ -136,21 +136,26 @@ def largest_fitting(compile_at, hbm_bytes: int, start: int = 1, tolerance: float
     guess = max(1, start)
     for _ in range(max_compiles):
         results[guess] = compile_at(guess)
-        best, ceiling = bracket(results)
+        best, ceiling = bracket_of(results)
         if ceiling is not None:
             if ceiling - best <= max(1, tolerance * best):
                 break
             widths.append(ceiling - best)
         halve = len(widths) >= 3 and widths[-1] > widths[-3] / 2
         guess = next_guess(results, hbm_bytes, best, ceiling, halve)
-    return bracket(results)[0], results
+    return bracket_of(results)[0], results
 
 
-def bracket(results: dict) -> tuple:
-    """(largest fitting batch or 0, smallest refused batch or None)."""
-    fitting = [b for b, c in results.items() if c.fits]
-    refused = [b for b, c in results.items() if not c.fits]
-    return max(fitting, default=0), min(refused, default=None)
+def bracket(tries) -> tuple:
+    """(largest fitting batch or 0, smallest refused batch or None) of (batch, fits) pairs."""
+    tries = list(tries)
+    return (max((b for b, fits in tries if fits), default=0),
+            min((b for b, fits in tries if not fits), default=None))
+
+
+def bracket_of(results: dict) -> tuple:
+    """bracket() of {batch: CompiledPlan}."""
+    return bracket((b, c.fits) for b, c in results.items())
 
 
 def next_guess(results: dict, hbm_bytes: int, best: int, ceiling, halve: bool) -> int:

@@ -4,7 +4,7 @@ table's source)."""
 import sys
 
 from jaxdiff.plan import compile as compile_lib
-from jaxdiff.plan.planner import Plan
+from jaxdiff.plan import planner
 
 GIB = 2 ** 30
 
@@ -33,8 +33,7 @@ def largest_found(tried: list) -> str:
     """The batch search's answer from its (batch, fits, bytes) tries: "N" when N + 1 was
     refused, "N (M refused)" when it stopped at a tolerance or its compile budget, ">= N" when
     nothing was refused."""
-    best = max([b for b, fits, _ in tried if fits], default=0)
-    refused = min([b for b, fits, _ in tried if not fits], default=None)
+    best, refused = planner.bracket((b, fits) for b, fits, _ in tried)
     if refused is None:
         return f">= {best}"
     return str(best) if refused == best + 1 else f"{best} ({refused} refused)"
@@ -82,7 +81,7 @@ def program_lines(compiled: compile_lib.CompiledPlan, plan: Plan, utilisation: f
     return lines
 
 
-def format_plan(plan: Plan, config, utilisation: float) -> str:
+def format_plan(plan: planner.Plan, config, utilisation: float) -> str:
     target = plan.target
     lines = [f"plan: {plan.config_name} on {target.spec} ({target.num_chips} x "
              f"{target.chip.name}, {gib(target.chip.hbm_bytes)} HBM each)",
@@ -112,7 +111,7 @@ def format_plan(plan: Plan, config, utilisation: float) -> str:
     return "\n".join(lines)
 
 
-def plan_record(plan: Plan, utilisation: float) -> dict:
+def plan_record(plan: planner.Plan, utilisation: float) -> dict:
     """The JSON record of a plan."""
     def program(compiled):
         if compiled is None:
