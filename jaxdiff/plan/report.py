@@ -47,7 +47,8 @@ def describe_model(config) -> str:
             f"{config.optimizer.get('moment_dtype', 'float32')}")
 
 
-def program_lines(compiled: compile_lib.CompiledPlan, plan: Plan, utilisation: float) -> list:
+def program_lines(compiled: compile_lib.CompiledPlan, plan: planner.Plan,
+                  utilisation: float) -> list:
     target, chips = plan.target, plan.target.num_chips
     lines = []
     if compiled.fits:
