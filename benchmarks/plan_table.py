@@ -17,10 +17,19 @@ def shown_command(command: str) -> str:
     return " ".join(part for part in command.split() if not part.startswith("--plan_output"))
 
 
+def peak_cell(step: dict) -> str:
+    """The peak of a plan that fits; for a refused one, "needs X": its peak over the HBM, or
+    the compiler's figure of what it needed ("-" in records of older planners)."""
+    if step["fits"]:
+        return f"{step['memory']['peak'] / GIB:.1f}"
+    needed = step.get("needed_bytes")
+    return "-" if needed is None else f"needs {needed / GIB:.1f}"
+
+
 def row(record: dict) -> str:
     step = record["step"]
     fits = "yes" if step["fits"] else "no"
-    peak = f"{step['memory']['peak'] / GIB:.1f}" if step["fits"] else "-"
+    peak = peak_cell(step)
     largest = largest_found(record["tried"]) if record["tried"] else "-"
     accum = record["accum_steps"]
     tflop_step = step["flops"] / 1e12

@@ -123,7 +123,8 @@ def plan_record(plan: planner.Plan, utilisation: float) -> dict:
                     hlo_flops_corrected=compiled.corrected_hlo_flops,
                     xla_flops_per_chip=compiled.xla_flops,
                     xla_flops_corrected=compiled.corrected_xla_flops(plan.target.num_chips),
-                    compile_seconds=compiled.compile_seconds)
+                    compile_seconds=compiled.compile_seconds,
+                    needed_bytes=None if compiled.fits else compiled.search_bytes)
 
     return dict(command=" ".join(["python -m jaxdiff.plan"] + sys.argv[1:]),
                 config=plan.config_name, target=plan.target.spec, chips=plan.target.num_chips,

@@ -7,9 +7,9 @@ from jaxdiff.plan.report import largest_found
 GIB = 2 ** 30
 
 
-def record(tried, fits=True):
+def record(tried, fits=True, needed=None):
     step = dict(fits=fits, memory=dict(peak=12 * GIB) if fits else {}, flops=2.5e13,
-                flops_per_image=3.125e11, hlo_flops_corrected=2.4e13)
+                flops_per_image=3.125e11, hlo_flops_corrected=2.4e13, needed_bytes=needed)
     return dict(command="python -m jaxdiff.plan --config=configs/ddpm.py:cifar10 "
                 "--target=tpu:v5p:2x2x2 --find_batch --plan_output=/tmp/x.json",
                 config="configs/ddpm.py:cifar10", target="tpu:v5p:2x2x2", per_chip_batch=80,
@@ -32,5 +32,7 @@ def test_a_row_gives_every_column_and_the_command_without_its_output_file():
     assert cells[9] == ("`python -m jaxdiff.plan --config=configs/ddpm.py:cifar10 "
                         "--target=tpu:v5p:2x2x2 --find_batch`")
     assert plan_table.row(record([], fits=False)).split("|")[4:7] == [" no ", " - ", " - / 95 "]
+    refused = plan_table.row(record([], fits=False, needed=int(135.75 * GIB))).split("|")[6]
+    assert refused.strip() == "needs 135.8 / 95"
     shown = plan_table.row(record([(16, True, GIB), (80, True, 12 * GIB)])).split("|")[5]
     assert shown.strip() == ">= 80"

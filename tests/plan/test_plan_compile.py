@@ -213,6 +213,24 @@ def test_find_batch_through_the_command_on_a_known_memory_curve(tmp_path, flags,
     assert "largest per-chip batch found: " in result.stdout
     needed = [needed for _, fits, needed in plan["tried"] if not fits]
     assert all(value > plan["hbm_bytes"] for value in needed)
+    assert plan["step"]["needed_bytes"] is None
+
+
+def test_a_refused_plan_records_what_it_needed(tmp_path):
+    """A plan over the HBM (9000 images per v5e chip on the curve of the test above: 1 GiB +
+    27000 MiB) is recorded as not fitting with the bytes it needed, which the README's table
+    prints in place of the peak."""
+    output = tmp_path / "plan.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "plan", "plan_with_memory_curve.py"),
+         str(2 ** 30), str(3 * 2 ** 20), "--config=configs/ddpm.py", "--target=tpu:v5e:2x2",
+         "--per_chip_batch=9000", "--noplan_sampler", f"--plan_output={output}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    step = json.loads(output.read_text())["step"]
+    assert not step["fits"]
+    assert abs(step["needed_bytes"] - (2 ** 30 + 9000 * 3 * 2 ** 20)) < 2 ** 30 / 1000
+    assert "DOES NOT FIT: RESOURCE_EXHAUSTED" in result.stdout
 
 
 def test_plan_command_refuses_a_bad_target_in_one_sentence():
